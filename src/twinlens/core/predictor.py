@@ -1,0 +1,120 @@
+"""Load a bundle once; predict batches with calibrated probabilities and each modality's
+contribution (how much the decision moves when that modality is masked out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from twinlens.core.bundle import load_bundle
+from twinlens.core.data import EncodedSample, Preprocessor
+from twinlens.core.inference import infer_logits, pick_device
+from twinlens.core.prediction import HeadPrediction, Prediction
+from twinlens.core.reporting import calibrated_outputs
+from twinlens.core.sample import Sample
+from twinlens.core.schema import Task
+
+MULTILABEL_THRESHOLD = 0.5
+
+
+class Predictor:
+    def __init__(self, model, tokenizer, config: dict[str, Any], device: torch.device):
+        self.model = model.to(device)
+        if device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.config = config
+        self.device = device
+        self.pre = Preprocessor(model.spec, tokenizer)
+        self.temperatures = config.get("temperatures", {})
+        self.stats = {k: tuple(v) for k, v in config.get("regression_stats", {}).items()}
+
+    @classmethod
+    def from_bundle(cls, path: str | Path, device: str | None = None) -> "Predictor":
+        model, tokenizer, config = load_bundle(path)
+        return cls(model, tokenizer, config, pick_device(device))
+
+    @property
+    def plugin_name(self) -> str:
+        return self.config["plugin"]
+
+    @property
+    def version(self) -> str:
+        return self.config["version"]
+
+    @property
+    def label_schema(self):
+        return self.model.label_schema
+
+    @property
+    def spec(self):
+        return self.model.spec
+
+    def preprocess(self, sample: Sample) -> EncodedSample:
+        """CPU work (resize, tokenise); safe to run on worker threads."""
+        return self.pre.encode(sample)
+
+    def predict(self, samples: list[Sample], *, contributions: bool = True, batch_size: int = 32) -> list[Prediction]:
+        return self.predict_encoded(self.pre.encode_many(samples), contributions=contributions, batch_size=batch_size)
+
+    def predict_encoded(self, encoded: list[EncodedSample], *, contributions: bool = True, batch_size: int = 32) -> list[Prediction]:
+        if not encoded:
+            return []
+        outputs = self._outputs(encoded, None, batch_size)
+        present = self._present(encoded)
+        shares = self._contributions(encoded, outputs, present, batch_size) if contributions else [{} for _ in encoded]
+        return [self._prediction(outputs, row, present[row], shares[row]) for row in range(len(encoded))]
+
+    def _outputs(self, encoded, modalities, batch_size) -> dict[str, torch.Tensor]:
+        logits = infer_logits(self.model, self.pre, encoded, device=self.device, batch_size=batch_size, modalities=modalities)
+        return calibrated_outputs(self.label_schema, logits, self.temperatures, self.stats)
+
+    def _present(self, encoded: list[EncodedSample]) -> list[list[str]]:
+        used = self.spec.modalities
+        return [[m for m in used if (e.pixels is not None if m == "image" else e.tokens.get(m) is not None)] for e in encoded]
+
+    def _contributions(self, encoded, full, present, batch_size) -> list[dict[str, float]]:
+        used = [m for m in self.spec.modalities if any(m in p for p in present)]
+        drops = {m: self._decision_shift(full, self._outputs(encoded, [o for o in self.spec.modalities if o != m], batch_size))
+                 for m in used if any(len(p) > 1 for p in present)}
+        return [_shares(row_present, {m: float(drops[m][row]) for m in drops}) for row, row_present in enumerate(present)]
+
+    def _decision_shift(self, full: dict[str, torch.Tensor], masked: dict[str, torch.Tensor]) -> torch.Tensor:
+        shift = 0.0
+        for task in self.label_schema.tasks:
+            a, b = full[task.name], masked[task.name]
+            if task.kind == "multiclass":
+                top = a.argmax(1, keepdim=True)
+                shift = shift + (a.gather(1, top) - b.gather(1, top)).clamp_min(0).squeeze(1)
+            elif task.kind == "multilabel":
+                shift = shift + (a - b).abs().mean(1)
+            else:
+                std = self.stats.get(task.name, (0.0, 1.0))[1] or 1.0
+                shift = shift + ((a - b).abs() / std).clamp(max=1.0)
+        return shift
+
+    def _prediction(self, outputs, row: int, present: list[str], shares: dict[str, float]) -> Prediction:
+        heads = {task.name: _head(task, outputs[task.name][row]) for task in self.label_schema.tasks}
+        return Prediction(heads=heads, contributions=shares, inputs_present=present, model_version=self.version)
+
+
+def _shares(present: list[str], shifts: dict[str, float]) -> dict[str, float]:
+    if len(present) == 1:
+        return {present[0]: 1.0}
+    raw = {m: max(shifts.get(m, 0.0), 0.0) for m in present}
+    total = sum(raw.values())
+    if total <= 1e-9:
+        return {m: round(1.0 / len(present), 4) for m in present}
+    return {m: round(v / total, 4) for m, v in raw.items()}
+
+
+def _head(task: Task, values: torch.Tensor) -> HeadPrediction:
+    if task.kind == "regression":
+        return HeadPrediction(task=task.name, kind=task.kind, value=float(values))
+    probs = {name: round(float(p), 6) for name, p in zip(task.label_names, values.tolist())}
+    if task.kind == "multiclass":
+        label = max(probs, key=probs.get)
+        return HeadPrediction(task=task.name, kind=task.kind, probabilities=probs, label=label, confidence=probs[label])
+    positives = [name for name, p in probs.items() if p >= MULTILABEL_THRESHOLD]
+    return HeadPrediction(task=task.name, kind=task.kind, probabilities=probs, labels=positives)

@@ -23,7 +23,7 @@ def fit_temperature(task: Task, logits: torch.Tensor, target: torch.Tensor, mask
         return loss
 
     optimizer.step(nll)
-    temperature = float(log_t.exp().clamp(0.05, 20.0))
+    temperature = float(log_t.detach().exp().clamp(0.05, 20.0))
     return temperature if torch.isfinite(torch.tensor(temperature)) else 1.0
 
 

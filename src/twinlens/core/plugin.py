@@ -66,6 +66,9 @@ class Plugin(ABC):
     api_version: ClassVar[int] = API_VERSION
     description: ClassVar[str] = ""
     intended_use: ClassVar[str] = ""
+    # Photos are decoded at reduced size when the format allows (JPEG): the short side is
+    # kept >= this many pixels. Plugins that read small print (OCR) may raise it.
+    decode_side: ClassVar[int | None] = 512
 
     # -- declarations -------------------------------------------------------------------
     @abstractmethod
@@ -87,7 +90,7 @@ class Plugin(ABC):
         """Decode image bytes (EXIF orientation honoured, pixel limit enforced)."""
         from twinlens.core.images import decode_image
 
-        return decode_image(data)
+        return decode_image(data, target_size=self.decode_side)
 
     def clean_text(self, name: str, text: str | None) -> str | None:
         """Normalise one text input (plugins scrub PHI, strip signatures...)."""
@@ -95,6 +98,14 @@ class Plugin(ABC):
             return None
         text = " ".join(text.split())
         return text or None
+
+    def sanitize(self, raw: RawInput) -> RawInput:
+        """Remove what must never be stored (e.g. PHI in DICOM headers) from a job's inputs.
+
+        Called by the API after validation and before anything is written; only what it
+        returns is stored. Torch-free, runs in the API process. Default: unchanged.
+        """
+        return raw
 
     def prepare(self, raw: RawInput) -> Sample:
         """Turn a job's raw inputs into a Sample; raises InputError naming the bad field."""

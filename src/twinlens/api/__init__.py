@@ -1,0 +1,1 @@
+"""The REST API (FastAPI). Thin routes over services; never imports torch or the worker."""

@@ -1,0 +1,71 @@
+"""Request dependencies, as Annotated aliases: SessionDep, ApiKeyDep, AdminKeyDep,
+PluginDep, SettingsDep, BlobsDep."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from twinlens.blobs import LocalBlobStore
+from twinlens.core.plugin import Plugin
+from twinlens.core.registry import get_plugin
+from twinlens.db.session import Database
+from twinlens.services import keys
+from twinlens.services.keys import Principal
+from twinlens.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_database(request: Request) -> Database:
+    return request.app.state.db
+
+
+def get_blobs(request: Request) -> LocalBlobStore:
+    return request.app.state.blobs
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+BlobsDep = Annotated[LocalBlobStore, Depends(get_blobs)]
+
+
+def get_session(db: DatabaseDep) -> Iterator[Session]:
+    """The request's unit of work: committed when the route returns (before the response
+    is sent, so a client never reads an uncommitted job), rolled back on error."""
+    with db.session() as session:
+        yield session
+
+
+# scope="function": the commit happens before the response goes out.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer tl_...`")
+
+
+def get_principal(session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    return keys.authenticate(session, credentials.credentials if credentials else None)
+
+
+ApiKeyDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_admin(principal: ApiKeyDep) -> Principal:
+    principal.require_admin()
+    return principal
+
+
+AdminKeyDep = Annotated[Principal, Depends(get_admin)]
+
+
+def get_plugin_dep(name: Annotated[str, Path(description="Plugin name, e.g. support_ticket", max_length=100)]) -> Plugin:
+    return get_plugin(name)  # UnknownPluginError -> 404 problem
+
+
+PluginDep = Annotated[Plugin, Depends(get_plugin_dep)]

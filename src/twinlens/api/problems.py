@@ -1,0 +1,117 @@
+"""RFC 9457 problem details for every error the API answers."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from twinlens.core.errors import InputError, UnknownPluginError
+from twinlens.services.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://twinlens.dev/problems/"
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details (extension members allowed)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field("about:blank", description="URI naming the kind of problem")
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+
+
+def problem_response(
+    status: int, detail: str | None = None, *, title: str | None = None, kind: str | None = None,
+    instance: str | None = None, headers: dict[str, str] | None = None, **extensions: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"{TYPE_BASE}{kind}" if kind else "about:blank",
+        "title": title or _phrase(status),
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update({key: value for key, value in extensions.items() if value is not None})
+    return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(InputError, _input_error)
+    app.add_exception_handler(UnknownPluginError, _unknown_plugin)
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+async def _http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no route {request.method} {request.url.path}"
+    return problem_response(exc.status_code, detail, instance=request.url.path, headers=getattr(exc, "headers", None))
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [
+        {"field": ".".join(str(part) for part in error.get("loc", ())), "reason": error.get("msg", "")}
+        for error in exc.errors()
+    ]
+    first = errors[0] if errors else {"field": "", "reason": "invalid request"}
+    return problem_response(
+        422, f"{first['field']}: {first['reason']}", title="Invalid request", kind="validation",
+        instance=request.url.path, errors=errors,
+    )
+
+
+async def _input_error(request: Request, exc: InputError) -> JSONResponse:
+    return problem_response(
+        exc.status, f"{exc.field}: {exc.reason}", title="Invalid input", kind="invalid-input",
+        instance=request.url.path, errors=[{"field": exc.field, "reason": exc.reason}],
+    )
+
+
+async def _unknown_plugin(request: Request, exc: UnknownPluginError) -> JSONResponse:
+    return problem_response(404, str(exc), title="Unknown plugin", kind="unknown-plugin", instance=request.url.path)
+
+
+async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return problem_response(
+        exc.status, exc.detail, title=exc.title, kind=type(exc).__name__.lower(),
+        instance=request.url.path, headers=headers, **exc.extensions,
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(500, "an internal error occurred; it has been logged", instance=request.url.path)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries documenting problem+json answers."""
+    return {
+        status: {"description": _phrase(status), "model": Problem, "content": {PROBLEM_JSON: {}}}
+        for status in statuses
+    }

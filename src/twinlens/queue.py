@@ -1,0 +1,112 @@
+"""Publish work by name, carrying only ids. Light on purpose: no torch, no task imports.
+
+Two transports behind one interface:
+- no broker (the embedded default): ids go to the in-process consumer that
+  `twinlens serve` (or a test) installs with `set_local_consumer`;
+- `TWINLENS_BROKER_URL` set: Celery messages sent by task *name*, so the API never
+  imports the worker code that defines the tasks.
+
+Callers publish only after their transaction commits (see db.session.after_commit); if a
+publish is lost anyway, the worker's sweep re-publishes jobs still queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+PREDICT_TASK = "twinlens.predict"
+WEBHOOK_TASK = "twinlens.deliver_webhook"
+
+
+class LocalConsumer(Protocol):
+    def submit_predict(self, job_id: str, plugin: str) -> None: ...
+    def submit_webhook(self, delivery_id: str, delay_seconds: float) -> None: ...
+    def health(self) -> dict[str, Any]: ...
+
+
+_lock = threading.Lock()
+_local: LocalConsumer | None = None
+_broker_url: str | None = None
+_celery: Any = None
+
+
+def configure(broker_url: str | None) -> None:
+    """Choose the transport for this process (called once at startup)."""
+    global _broker_url, _celery
+    with _lock:
+        _broker_url = broker_url or None
+        _celery = None
+
+
+def set_local_consumer(consumer: LocalConsumer | None) -> None:
+    global _local
+    with _lock:
+        _local = consumer
+
+
+def local_consumer() -> LocalConsumer | None:
+    return _local
+
+
+def uses_broker() -> bool:
+    return _broker_url is not None
+
+
+def publish_predict(job_id: uuid.UUID | str, plugin: str) -> None:
+    """Ask a worker to run one queued job."""
+    job_id = str(job_id)
+    if _broker_url is not None:
+        _celery_client().send_task(PREDICT_TASK, args=[[job_id]], queue=predict_queue(plugin))
+        return
+    consumer = _local
+    if consumer is None:
+        log.warning("no worker in this process; job %s stays queued until one sweeps it", job_id)
+        return
+    consumer.submit_predict(job_id, plugin)
+
+
+def publish_webhook(delivery_id: uuid.UUID | str, delay_seconds: float = 0.0) -> None:
+    """Ask a worker to attempt one webhook delivery after `delay_seconds`."""
+    delivery_id = str(delivery_id)
+    if _broker_url is not None:
+        _celery_client().send_task(WEBHOOK_TASK, args=[delivery_id], countdown=max(0.0, delay_seconds), queue="webhooks")
+        return
+    consumer = _local
+    if consumer is None:
+        log.warning("no worker in this process; delivery %s waits for a sweep", delivery_id)
+        return
+    consumer.submit_webhook(delivery_id, delay_seconds)
+
+
+def predict_queue(plugin: str) -> str:
+    """One queue per plugin, so a worker fleet can be sized (or given GPUs) per domain."""
+    return f"predict.{plugin}"
+
+
+def broker_ping(timeout: float = 2.0) -> None:
+    """Raise if the broker cannot be reached (used by /readyz)."""
+    if _broker_url is None:
+        return
+    import redis
+
+    client = redis.Redis.from_url(_broker_url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def _celery_client() -> Any:
+    """A producer-only Celery app: it defines no tasks and imports none."""
+    global _celery
+    with _lock:
+        if _celery is None:
+            from celery import Celery
+
+            _celery = Celery("twinlens-publisher", broker=_broker_url)
+        return _celery

@@ -1,0 +1,138 @@
+"""Early validation of a job's inputs, in the API process, before anything is stored.
+
+Cheap, torch-free checks that turn bad requests into clear 4xx answers: sizes, text
+lengths, the image's real format (sniffed from its bytes, not trusted from the caller),
+its pixel count (decompression bombs) and that it decodes. The plugin's own
+preprocessing (OCR, DICOM windowing, PHI scrubbing of text) runs later in the worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from twinlens.core.errors import InputError
+from twinlens.core.images import decode_image, open_image
+from twinlens.core.plugin import Plugin, RawInput
+from twinlens.core.schema import InputSchema
+from twinlens.settings import Settings
+
+DICOM_MEDIA_TYPE = "application/dicom"
+# Declared types that say nothing about the bytes; we sniff instead of judging them.
+UNINFORMATIVE_TYPES = {"application/octet-stream", "binary/octet-stream", ""}
+# Small decode size for the integrity check: JPEGs decode at 1/8 scale, still end to end.
+CHECK_DECODE_SIZE = 64
+
+
+@dataclass
+class SubmittedInputs:
+    """A job request as parsed from multipart or JSON, not yet validated."""
+
+    image_bytes: bytes | None = None
+    image_media_type: str | None = None
+    image_url: str | None = None
+    texts: dict[str, str | None] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    webhook_url: str | None = None
+
+
+def validate_inputs(plugin: Plugin, submitted: SubmittedInputs, settings: Settings) -> RawInput:
+    """Check everything about the inputs; return them as the plugin's RawInput."""
+    schema = plugin.input_schema()
+    texts = _check_texts(schema, submitted.texts, settings.max_text_chars)
+    _check_metadata(schema, submitted.metadata, settings.max_metadata_bytes)
+    media_type = None
+    if submitted.image_bytes is not None:
+        if schema.image is None:
+            raise InputError("image", f"plugin {plugin.name!r} takes no image")
+        media_type = check_image(submitted.image_bytes, submitted.image_media_type, schema, settings)
+    elif schema.image is not None and schema.image.required:
+        raise InputError("image", "this plugin needs an image")
+    if submitted.image_bytes is None and not any(value for value in texts.values()):
+        raise InputError("inputs", "neither an image nor any text was given")
+    return RawInput(image_bytes=submitted.image_bytes, media_type=media_type, texts=texts, metadata=dict(submitted.metadata))
+
+
+def _check_texts(schema: InputSchema, texts: dict[str, str | None], max_chars: int) -> dict[str, str | None]:
+    known = {text.name: text for text in schema.texts}
+    unknown = sorted(set(texts) - set(known))
+    if unknown:
+        raise InputError(unknown[0], f"unknown text input; this plugin reads: {', '.join(known) or 'no text'}")
+    cleaned: dict[str, str | None] = {}
+    for name, spec in known.items():
+        value = texts.get(name)
+        value = value if value and value.strip() else None
+        limit = min(spec.max_chars, max_chars)
+        if value is not None and len(value) > limit:
+            raise InputError(name, f"{len(value)} characters exceeds the limit of {limit}")
+        if value is None and spec.required:
+            raise InputError(name, "this text input is required")
+        cleaned[name] = value
+    return cleaned
+
+
+def _check_metadata(schema: InputSchema, metadata: Any, max_bytes: int) -> None:
+    if not isinstance(metadata, dict):
+        raise InputError("metadata", "must be a JSON object")
+    size = len(json.dumps(metadata, default=str))
+    if size > max_bytes:
+        raise InputError("metadata", f"{size} bytes exceeds the limit of {max_bytes}")
+    for spec in schema.metadata:
+        value = metadata.get(spec.name)
+        if value is not None and spec.choices and value not in spec.choices:
+            raise InputError(f"metadata.{spec.name}", f"{value!r} is not one of {list(spec.choices)}")
+
+
+def check_image(data: bytes, declared: str | None, schema: InputSchema, settings: Settings) -> str:
+    """Return the sniffed media type; raise 413/415/422 InputErrors for bad images."""
+    assert schema.image is not None
+    accepted = set(schema.image.media_types)
+    if len(data) > settings.max_upload_bytes:
+        raise InputError("image", f"{len(data)} bytes exceeds the limit of {settings.max_upload_bytes}", status=413)
+    if not data:
+        raise InputError("image", "the image is empty")
+    declared = (declared or "").split(";", 1)[0].strip().lower()
+    if declared not in UNINFORMATIVE_TYPES and declared not in accepted:
+        raise InputError("image", f"content type {declared!r} is not accepted; use one of {sorted(accepted)}", status=415)
+    if _looks_like_dicom(data):
+        return _check_dicom(data, accepted, settings.max_image_pixels)
+    image = open_image(data, max_pixels=settings.max_image_pixels)
+    actual = Image.MIME.get(image.format or "", "")
+    if actual not in accepted:
+        raise InputError("image", f"the bytes are {actual or 'an unknown format'}; accepted: {sorted(accepted)}", status=415)
+    decode_image(data, max_pixels=settings.max_image_pixels, target_size=CHECK_DECODE_SIZE)
+    return actual
+
+
+def _looks_like_dicom(data: bytes) -> bool:
+    return len(data) > 132 and data[128:132] == b"DICM"
+
+
+def _check_dicom(data: bytes, accepted: set[str], max_pixels: int) -> str:
+    if DICOM_MEDIA_TYPE not in accepted:
+        raise InputError("image", f"DICOM is not accepted by this plugin; use one of {sorted(accepted)}", status=415)
+    try:
+        import pydicom
+
+        header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        pixels = int(header.Rows) * int(header.Columns) * int(getattr(header, "NumberOfFrames", 1) or 1)
+    except Exception as exc:  # pydicom raises many types for malformed files
+        raise InputError("image", f"not a readable DICOM file: {exc}", status=422) from exc
+    if pixels > max_pixels:
+        raise InputError("image", f"{pixels} pixels exceeds the limit of {max_pixels}", status=413)
+    return DICOM_MEDIA_TYPE
+
+
+def request_fingerprint(plugin: str, raw: RawInput, webhook_url: str | None) -> str:
+    """Hash of what a job request means (not its bytes on the wire: multipart boundaries
+    differ between identical requests), for Idempotency-Key comparison."""
+    digest = hashlib.sha256()
+    image_hash = hashlib.sha256(raw.image_bytes).hexdigest() if raw.image_bytes else None
+    canonical = {"plugin": plugin, "image": image_hash, "texts": raw.texts, "metadata": raw.metadata, "webhook_url": webhook_url}
+    digest.update(json.dumps(canonical, sort_keys=True, default=str).encode())
+    return digest.hexdigest()

@@ -1,0 +1,194 @@
+"""Jobs as the API sees them: submit, read, list, cancel, delete, feedback."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from twinlens.blobs import BlobStore
+from twinlens.core.errors import InputError
+from twinlens.core.plugin import RawInput
+from twinlens.core.schema import LabelSchema, Task
+from twinlens.db.base import utcnow
+from twinlens.db.models import Feedback, Job
+from twinlens.db.repositories import AuditRepository, JobRepository
+from twinlens.db.session import after_commit
+from twinlens.queue import publish_predict
+from twinlens.services.errors import Conflict, NotFound, Unprocessable
+from twinlens.services.keys import Principal
+from twinlens.services.models import model_for_new_job
+
+
+@dataclass
+class Submission:
+    job: Job
+    created: bool  # False: an earlier job answered this Idempotency-Key
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    plugin: str
+    raw: RawInput
+    webhook_url: str | None
+    idempotency_key: str | None
+    fingerprint: str
+
+
+def submit_job(session: Session, blobs: BlobStore, principal: Principal, request: JobRequest) -> Submission:
+    """Store the inputs and a queued job; publish its id once the caller commits."""
+    if request.idempotency_key:
+        earlier = replay_idempotent(session, principal, request)
+        if earlier is not None:
+            return Submission(earlier, created=False)
+    model = model_for_new_job(session, principal.tenant_id, request.plugin)
+    raw = request.raw
+    job = JobRepository(session).add(
+        Job(
+            tenant_id=principal.tenant_id,
+            plugin=request.plugin,
+            model_version_id=model.id,
+            status="queued",
+            input_blob=blobs.put(raw.image_bytes) if raw.image_bytes else None,
+            input_media_type=raw.media_type,
+            texts=raw.texts,
+            meta=raw.metadata,
+            webhook_url=request.webhook_url,
+            idempotency_key=request.idempotency_key,
+            request_hash=request.fingerprint,
+        )
+    )
+    job_id, plugin = job.id, job.plugin
+    after_commit(session, lambda: publish_predict(job_id, plugin))
+    return Submission(job, created=True)
+
+
+def replay_idempotent(session: Session, principal: Principal, request: JobRequest) -> Job | None:
+    """The job an Idempotency-Key already made, or None; a different request is a 422."""
+    assert request.idempotency_key
+    earlier = JobRepository(session).by_idempotency_key(principal.tenant_id, request.idempotency_key)
+    if earlier is not None and earlier.request_hash != request.fingerprint:
+        raise Unprocessable(
+            "this Idempotency-Key was already used with a different request",
+            idempotency_key=request.idempotency_key,
+            job_id=str(earlier.id),
+        )
+    return earlier
+
+
+def get_job(session: Session, principal: Principal, job_id: uuid.UUID) -> Job:
+    job = JobRepository(session).get_for_tenant(job_id, principal.tenant_id)
+    if job is None:  # another tenant's job is indistinguishable from no job
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def job_status(session: Session, principal: Principal, job_id: uuid.UUID) -> str:
+    return get_job(session, principal, job_id).status
+
+
+def list_jobs(
+    session: Session,
+    principal: Principal,
+    *,
+    limit: int,
+    plugin: str | None = None,
+    status: str | None = None,
+    cursor: str | None = None,
+) -> tuple[list[Job], str | None]:
+    after = decode_cursor(cursor) if cursor else None
+    page = JobRepository(session).page(principal.tenant_id, limit=limit, plugin=plugin, status=status, after=after)
+    return page.jobs, encode_cursor(*page.last_key) if page.last_key else None
+
+
+def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
+    payload = json.dumps({"c": created_at.isoformat(), "i": str(job_id)}).encode()
+    return base64.urlsafe_b64encode(payload).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(payload["c"]), uuid.UUID(payload["i"])
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InputError("cursor", "not a cursor this API returned") from exc
+
+
+def cancel_job(session: Session, principal: Principal, job_id: uuid.UUID) -> Job:
+    job = get_job(session, principal, job_id)
+    if not JobRepository(session).cancel(job.id, utcnow()):
+        raise Conflict(f"job {job_id} is {job.status}; only queued jobs can be canceled", status=job.status)
+    session.refresh(job)
+    return job
+
+
+def delete_job(session: Session, blobs: BlobStore, principal: Principal, job_id: uuid.UUID) -> None:
+    """Delete a job with its result, feedback and deliveries, and purge its inputs now."""
+    job = get_job(session, principal, job_id)
+    repo = JobRepository(session)
+    blob = job.input_blob
+    shared = blob is not None and repo.blob_referenced_elsewhere(blob, job.id)
+    repo.delete(job)
+    AuditRepository(session).record(
+        "job.delete", tenant_id=principal.tenant_id, api_key_id=principal.key_id, target=f"job:{job_id}"
+    )
+    if blob is not None and not shared:
+        # Only once the deletion is durable: a rolled-back delete must keep its input.
+        after_commit(session, lambda: blobs.delete(blob))
+
+
+def add_feedback(
+    session: Session,
+    principal: Principal,
+    job_id: uuid.UUID,
+    labels: dict[str, Any],
+    *,
+    comment: str | None = None,
+    author: str | None = None,
+) -> Feedback:
+    """Store a correction; labels must name the model's tasks and labels."""
+    job = get_job(session, principal, job_id)
+    if not labels and not comment:
+        raise InputError("labels", "give corrected labels, a comment, or both")
+    schema = LabelSchema.model_validate(job.model_version.label_schema)
+    for task_name, value in labels.items():
+        _check_label(schema, task_name, value)
+    feedback = JobRepository(session).add_feedback(
+        Feedback(job_id=job.id, tenant_id=principal.tenant_id, labels=labels, comment=comment, author=author, api_key_id=principal.key_id)
+    )
+    return feedback
+
+
+def list_feedback(session: Session, principal: Principal, job_id: uuid.UUID) -> list[Feedback]:
+    job = get_job(session, principal, job_id)
+    return JobRepository(session).feedback_for(job.id)
+
+
+def _check_label(schema: LabelSchema, task_name: str, value: Any) -> None:
+    field = f"labels.{task_name}"
+    try:
+        task = schema.task(task_name)
+    except KeyError:
+        raise InputError(field, f"no such task; the model has: {', '.join(schema.task_names)}") from None
+    if task.kind == "regression":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(field, "a regression task takes a number")
+        return
+    values = [value] if task.kind == "multiclass" else value
+    if task.kind == "multiclass" and not isinstance(value, str):
+        raise InputError(field, "a multiclass task takes one label name")
+    if task.kind == "multilabel" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        raise InputError(field, "a multilabel task takes a list of label names")
+    _check_names(task, values, field)
+
+
+def _check_names(task: Task, values: list[str], field: str) -> None:
+    unknown = [v for v in values if v not in task.label_names]
+    if unknown:
+        raise InputError(field, f"unknown label(s) {unknown}; known: {task.label_names}")

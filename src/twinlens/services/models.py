@@ -1,0 +1,124 @@
+"""Model versions: register a bundle directory, activate it, find the one a job uses."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy.orm import Session
+
+from twinlens.core.bundle_files import read_bundle_config
+from twinlens.core.errors import BundleError, InputError, PluginError, UnknownPluginError
+from twinlens.core.registry import check_schema_matches, get_plugin
+from twinlens.core.schema import LabelSchema
+from twinlens.db.base import utcnow
+from twinlens.db.models import ModelVersion
+from twinlens.db.repositories import AuditRepository, ModelRepository
+from twinlens.services.errors import Conflict, NotFound
+from twinlens.services.keys import Principal
+
+Scope = Literal["global", "tenant"]
+
+
+def register_bundle(
+    session: Session, principal: Principal | None, bundle_path: str, *, scope: Scope = "global", activate: bool = False
+) -> ModelVersion:
+    """Validate a bundle directory (hashes, no pickle, plugin and heads match) and record it.
+
+    `principal=None` is the operator (CLI, startup), who may register global models.
+    """
+    if principal is not None:
+        principal.require_admin()
+    path = Path(bundle_path).expanduser().resolve()
+    config = _read_config(path)
+    tenant_id = principal.tenant_id if (principal is not None and scope == "tenant") else None
+    repo = ModelRepository(session)
+    existing = repo.with_hash(config["plugin"], tenant_id, config["content_hash"])
+    if existing is not None:
+        raise Conflict(f"this bundle is already registered as model {existing.id}", model_id=str(existing.id))
+    model = repo.add(_model_from_config(config, path, tenant_id))
+    _audit(session, principal, "model.register", model, {"bundle_path": str(path), "scope": scope})
+    if activate:
+        activate_model(session, principal, model.id)
+    return model
+
+
+def _read_config(path: Path) -> dict:
+    if not path.is_dir():
+        raise InputError("bundle_path", f"{path} is not a directory on the server")
+    try:
+        config = read_bundle_config(path)
+        plugin = get_plugin(config["plugin"])
+        check_schema_matches(plugin, LabelSchema.model_validate(config["label_schema"]))
+    except (BundleError, PluginError, UnknownPluginError) as exc:
+        raise InputError("bundle_path", str(exc)) from exc
+    except (KeyError, ValueError) as exc:
+        raise InputError("bundle_path", f"bundle config is incomplete or invalid: {exc}") from exc
+    return config
+
+
+def _model_from_config(config: dict, path: Path, tenant_id: uuid.UUID | None) -> ModelVersion:
+    return ModelVersion(
+        tenant_id=tenant_id,
+        plugin=config["plugin"],
+        version=f"{config['plugin']}@{config['version']}",
+        bundle_path=str(path),
+        content_hash=config["content_hash"],
+        label_schema=config["label_schema"],
+        model_spec=config.get("model_spec", {}),
+        metrics=config.get("metrics", {}),
+        is_active=False,
+    )
+
+
+def activate_model(session: Session, principal: Principal | None, model_id: uuid.UUID) -> ModelVersion:
+    """Make a version the one new jobs of its plugin (and scope) use."""
+    if principal is not None:
+        principal.require_admin()
+    model = _visible(session, principal, model_id)
+    repo = ModelRepository(session)
+    repo.deactivate_scope(model.plugin, model.tenant_id)
+    model.is_active = True
+    model.activated_at = utcnow()
+    session.flush()
+    _audit(session, principal, "model.activate", model, {"plugin": model.plugin})
+    return model
+
+
+def get_model(session: Session, principal: Principal, model_id: uuid.UUID) -> ModelVersion:
+    return _visible(session, principal, model_id)
+
+
+def list_models(session: Session, principal: Principal, plugin: str | None = None) -> list[ModelVersion]:
+    return ModelRepository(session).visible_to(principal.tenant_id, plugin)
+
+
+def model_for_new_job(session: Session, tenant_id: uuid.UUID, plugin: str) -> ModelVersion:
+    model = ModelRepository(session).active(plugin, tenant_id)
+    if model is None:
+        raise Conflict(
+            f"no active model for plugin {plugin!r}; an admin registers one with POST /v1/models",
+            plugin=plugin,
+        )
+    return model
+
+
+def _visible(session: Session, principal: Principal | None, model_id: uuid.UUID) -> ModelVersion:
+    model = ModelRepository(session).get(model_id)
+    hidden = model is None or (
+        principal is not None and model.tenant_id is not None and model.tenant_id != principal.tenant_id
+    )
+    if hidden:
+        raise NotFound(f"no model {model_id}")
+    return model
+
+
+def _audit(session: Session, principal: Principal | None, action: str, model: ModelVersion, details: dict) -> None:
+    AuditRepository(session).record(
+        action,
+        tenant_id=principal.tenant_id if principal else None,
+        api_key_id=principal.key_id if principal else None,
+        target=f"model:{model.id}",
+        details=details,
+    )

@@ -1,0 +1,190 @@
+"""JSON representations of jobs, results, models, feedback and deliveries.
+
+Shared by the API (response models) and the worker (webhook payloads), so a webhook
+carries exactly what `GET /v1/jobs/{id}` shows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from twinlens.db.models import ApiKey, Feedback, Job, ModelVersion, Result, WebhookDelivery
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ModelVersionRef(_View):
+    id: uuid.UUID
+    version: str = Field(description="Plugin and bundle content hash, e.g. support_ticket@3fa2c9d01b7e")
+
+
+class ResultView(_View):
+    model_version: ModelVersionRef
+    heads: dict[str, Any] = Field(description="Per task: calibrated probabilities, top label(s), confidence")
+    decision: dict[str, Any] = Field(description="The plugin's decision; always has needs_review")
+    explanation: dict[str, Any] = Field(description="Per-modality contributions and plugin extras")
+    created_at: datetime
+
+
+class JobError(BaseModel):
+    field: str | None = None
+    reason: str
+
+
+class JobView(_View):
+    id: uuid.UUID
+    plugin: str
+    status: JobStatus
+    model_version: ModelVersionRef
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: JobError | None
+    inputs: dict[str, Any] = Field(description="What was sent (image digest and type, texts) until purged")
+    metadata: dict[str, Any]
+    webhook_url: str | None
+    result: ResultView | None
+
+
+class JobList(BaseModel):
+    data: list[JobView]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next (older) page; null at the end")
+
+
+class ModelVersionView(_View):
+    id: uuid.UUID
+    plugin: str
+    version: str
+    scope: Literal["global", "tenant"]
+    bundle_path: str
+    content_hash: str
+    is_active: bool
+    label_schema: dict[str, Any]
+    metrics: dict[str, Any]
+    created_at: datetime
+    activated_at: datetime | None
+
+
+class FeedbackView(_View):
+    id: uuid.UUID
+    job_id: uuid.UUID
+    labels: dict[str, Any]
+    comment: str | None
+    author: str | None
+    created_at: datetime
+
+
+class AttemptView(_View):
+    number: int
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+    attempted_at: datetime
+
+
+class DeliveryView(_View):
+    id: uuid.UUID
+    event_type: str
+    url: str
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    last_status_code: int | None
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    attempt_log: list[AttemptView]
+
+
+class ApiKeyView(_View):
+    id: uuid.UUID
+    tenant: str
+    prefix: str
+    name: str
+    is_admin: bool
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+def model_ref(model: ModelVersion) -> ModelVersionRef:
+    return ModelVersionRef(id=model.id, version=model.version)
+
+
+def result_view(result: Result) -> ResultView:
+    return ResultView(
+        model_version=ModelVersionRef(id=result.model_version_id, version=result.model_version),
+        heads=result.heads,
+        decision=result.decision,
+        explanation=result.explanation,
+        created_at=result.created_at,
+    )
+
+
+def job_view(job: Job) -> JobView:
+    return JobView(
+        id=job.id,
+        plugin=job.plugin,
+        status=job.status,
+        model_version=model_ref(job.model_version),
+        attempts=job.attempts,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        error=JobError(**job.error) if job.error else None,
+        inputs=_inputs_view(job),
+        metadata=job.meta or {},
+        webhook_url=job.webhook_url,
+        result=result_view(job.result) if job.result is not None else None,
+    )
+
+
+def _inputs_view(job: Job) -> dict[str, Any]:
+    if job.inputs_purged_at is not None:
+        return {"purged_at": job.inputs_purged_at.isoformat()}
+    image = {"sha256": job.input_blob, "media_type": job.input_media_type} if job.input_blob else None
+    return {"image": image, "texts": job.texts or {}}
+
+
+def model_view(model: ModelVersion) -> ModelVersionView:
+    return ModelVersionView(
+        id=model.id,
+        plugin=model.plugin,
+        version=model.version,
+        scope="global" if model.tenant_id is None else "tenant",
+        bundle_path=model.bundle_path,
+        content_hash=model.content_hash,
+        is_active=model.is_active,
+        label_schema=model.label_schema,
+        metrics=model.metrics or {},
+        created_at=model.created_at,
+        activated_at=model.activated_at,
+    )
+
+
+def feedback_view(feedback: Feedback) -> FeedbackView:
+    return FeedbackView.model_validate(feedback)
+
+
+def delivery_view(delivery: WebhookDelivery) -> DeliveryView:
+    return DeliveryView.model_validate(delivery)
+
+
+def key_view(key: ApiKey) -> ApiKeyView:
+    return ApiKeyView(
+        id=key.id,
+        tenant=key.tenant.name,
+        prefix=key.prefix,
+        name=key.name,
+        is_admin=key.is_admin,
+        created_at=key.created_at,
+        last_used_at=key.last_used_at,
+        revoked_at=key.revoked_at,
+    )

@@ -1,0 +1,108 @@
+"""Service settings: one pydantic-settings object, every field overridable as TWINLENS_<FIELD>.
+
+Defaults give the embedded single-machine setup (SQLite + blobs under the data directory,
+an in-process worker). `env="production"` refuses defaults that are only safe on a
+developer's machine.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The key `twinlens demo` creates; fine on a laptop, refused in production.
+DEMO_ADMIN_KEY = "tl_demo_admin_key_not_for_production"
+MIN_PRODUCTION_KEY_CHARS = 32
+
+
+class UnsafeSettingsError(ValueError):
+    """A setting that is only acceptable in development was used with env=production."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TWINLENS_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Field(default_factory=lambda: Path(".twinlens"))
+    # Empty means "a SQLite file under data_dir" (see `resolved_database_url`).
+    database_url: str | None = None
+    # None: jobs run on an in-process worker thread. Set (redis://...): Celery workers.
+    broker_url: str | None = None
+    blob_dir: Path | None = None
+    # Optional key ensured at startup with admin scope (containers, scripted setups).
+    bootstrap_admin_key: SecretStr | None = None
+    bootstrap_tenant: str = "default"
+
+    # -- limits -------------------------------------------------------------------------
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    max_text_chars: int = 20_000
+    max_wait_seconds: float = 30.0
+    max_metadata_bytes: int = 16 * 1024
+    page_size_limit: int = 100
+
+    # -- outbound requests --------------------------------------------------------------
+    # URL image inputs and webhooks refuse private, loopback and link-local addresses
+    # unless these are set (an intranet deployment may need them).
+    allow_private_urls: bool = False
+    allow_private_webhooks: bool = False
+    url_fetch_timeout: float = 10.0
+    url_fetch_max_redirects: int = 3
+
+    # -- jobs and retention -------------------------------------------------------------
+    retention_days: float | None = 30.0
+    job_max_attempts: int = 3
+    # A job `running` this long is presumed lost with its worker and is re-queued.
+    job_stale_after_seconds: float = 600.0
+    batch_max_size: int = 16
+
+    # -- webhooks -----------------------------------------------------------------------
+    webhook_max_attempts: int = 8
+    webhook_retry_base_seconds: float = 2.0
+    webhook_retry_max_seconds: float = 3600.0
+    webhook_timeout_seconds: float = 10.0
+
+    # -- models -------------------------------------------------------------------------
+    # Bundle directories registered (and activated if none is active) at startup.
+    model_bundle_dirs: list[Path] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production_defaults(self) -> "Settings":
+        if self.env != "production":
+            return self
+        key = self.bootstrap_admin_key.get_secret_value() if self.bootstrap_admin_key else None
+        if key == DEMO_ADMIN_KEY:
+            raise UnsafeSettingsError("TWINLENS_BOOTSTRAP_ADMIN_KEY is the demo key; refused with env=production")
+        if key is not None and len(key) < MIN_PRODUCTION_KEY_CHARS:
+            raise UnsafeSettingsError(
+                f"TWINLENS_BOOTSTRAP_ADMIN_KEY must be at least {MIN_PRODUCTION_KEY_CHARS} characters in production"
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'twinlens.db').resolve()}"
+
+    @property
+    def resolved_blob_dir(self) -> Path:
+        return self.blob_dir if self.blob_dir is not None else self.data_dir / "blobs"
+
+    @property
+    def embedded_worker(self) -> bool:
+        return not self.broker_url
+
+    @property
+    def max_request_bytes(self) -> int:
+        """Whole-request ceiling: the image as base64 (4/3) plus texts and form overhead."""
+        return self.max_upload_bytes * 4 // 3 + self.max_text_chars * 4 + self.max_metadata_bytes + 64 * 1024
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

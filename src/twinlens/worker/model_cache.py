@@ -1,0 +1,47 @@
+"""Models loaded once per process, keyed by model version id (a version never changes:
+its bundle is content-hashed), least recently used dropped beyond `capacity`."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import OrderedDict
+from typing import Any
+
+from twinlens.core.errors import BundleError
+
+
+class ModelCache:
+    def __init__(self, capacity: int = 4, device: str | None = None):
+        self.capacity = capacity
+        self.device = device
+        self._models: OrderedDict[uuid.UUID, Any] = OrderedDict()
+        self._names: dict[uuid.UUID, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model_version_id: uuid.UUID, bundle_path: str, expected_version: str) -> Any:
+        with self._lock:
+            if model_version_id in self._models:
+                self._models.move_to_end(model_version_id)
+                return self._models[model_version_id]
+        predictor = self._load(bundle_path, expected_version)
+        with self._lock:
+            self._models[model_version_id] = predictor
+            self._names[model_version_id] = expected_version
+            while len(self._models) > self.capacity:
+                evicted, _ = self._models.popitem(last=False)
+                self._names.pop(evicted, None)
+        return predictor
+
+    def _load(self, bundle_path: str, expected_version: str) -> Any:
+        from twinlens.core.predictor import Predictor  # torch: only where models run
+
+        predictor = Predictor.from_bundle(bundle_path, device=self.device)
+        loaded = f"{predictor.plugin_name}@{predictor.version}"
+        if loaded != expected_version:
+            raise BundleError(f"{bundle_path} now holds {loaded}, but this model version is {expected_version}")
+        return predictor
+
+    def loaded(self) -> list[str]:
+        with self._lock:
+            return [self._names[key] for key in self._models]

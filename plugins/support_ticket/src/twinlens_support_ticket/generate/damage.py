@@ -1,0 +1,113 @@
+"""Surface damage laid over a drawn device: crack networks, liquid stains, scratches."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
+
+from twinlens_support_ticket.generate.screens import Box
+
+
+def _clip_to(layer: Image.Image, mask: Image.Image) -> Image.Image:
+    """Keep the overlay only where `mask` (L) is set."""
+    alpha = ImageChops.multiply(layer.getchannel("A"), mask)
+    layer.putalpha(alpha)
+    return layer
+
+
+def _box_mask(size: tuple[int, int], box: Box) -> Image.Image:
+    mask = Image.new("L", size, 0)
+    ImageDraw.Draw(mask).rectangle(box, fill=255)
+    return mask
+
+
+def cracks(device: Image.Image, screen: Box, rng: random.Random) -> None:
+    """A crack network: rays from an impact point that wander and branch, plus ring arcs."""
+    overlay = Image.new("RGBA", device.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    x0, y0, x1, y1 = screen
+    span = max(x1 - x0, y1 - y0)
+    impact = (rng.uniform(x0, x1), rng.uniform(y0, y1)) if rng.random() < 0.7 else (rng.choice([x0, x1]), rng.uniform(y0, y1))
+    for ray in range(rng.randint(7, 13)):
+        angle = 2 * math.pi * ray / 10 + rng.uniform(-0.4, 0.4)
+        _crack_ray(draw, impact, angle, span * rng.uniform(0.5, 1.2), rng, depth=0)
+    for ring in range(rng.randint(1, 3)):
+        radius = span * rng.uniform(0.06, 0.22) * (ring + 1)
+        start = rng.uniform(0, 360)
+        box = (impact[0] - radius, impact[1] - radius, impact[0] + radius, impact[1] + radius)
+        draw.arc(box, start=start, end=start + rng.uniform(60, 200), fill=(235, 238, 240, 220), width=2)
+    draw.ellipse((impact[0] - 6, impact[1] - 6, impact[0] + 6, impact[1] + 6), fill=(240, 240, 240, 200))
+    device.alpha_composite(_clip_to(overlay, _box_mask(device.size, screen)))
+
+
+def _crack_ray(draw: ImageDraw.ImageDraw, start, angle: float, length: float, rng: random.Random, depth: int) -> None:
+    x, y = start
+    points = [(x, y)]
+    step = length / 8
+    for _ in range(8):
+        angle += rng.uniform(-0.35, 0.35)
+        x, y = x + math.cos(angle) * step, y + math.sin(angle) * step
+        points.append((x, y))
+        if depth < 2 and rng.random() < 0.18:
+            _crack_ray(draw, (x, y), angle + rng.choice([-1, 1]) * rng.uniform(0.5, 1.1), length * 0.4, rng, depth + 1)
+    width = 3 if depth == 0 else 2
+    draw.line(points, fill=(245, 248, 250, 235), width=width, joint="curve")
+
+
+def stains(device: Image.Image, rng: random.Random) -> None:
+    """Liquid marks: irregular translucent blotches with darker tide-mark rims, and droplets."""
+    overlay = Image.new("RGBA", device.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    bbox = device.getchannel("A").getbbox() or (0, 0, *device.size)
+    x0, y0, x1, y1 = bbox
+    tone = rng.choice([(150, 105, 45), (110, 80, 40), (90, 130, 170), (200, 200, 185)])
+    for _ in range(rng.randint(2, 4)):
+        centre = (rng.uniform(x0, x1), rng.uniform(y0, y1))
+        radius = min(x1 - x0, y1 - y0) * rng.uniform(0.14, 0.3)
+        outline = _blob(centre, radius, rng)
+        draw.polygon(outline, fill=(*tone, rng.randint(90, 140)))
+        draw.line([*outline, outline[0]], fill=(*[max(0, c - 60) for c in tone], 210), width=3)
+    for _ in range(rng.randint(4, 10)):
+        cx, cy, r = rng.uniform(x0, x1), rng.uniform(y0, y1), rng.uniform(3, 8)
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(*tone, 150), outline=(250, 250, 250, 160))
+    overlay = overlay.filter(ImageFilter.GaussianBlur(0.8))
+    device.alpha_composite(_clip_to(overlay, device.getchannel("A")))
+
+
+def _blob(centre, radius: float, rng: random.Random) -> list[tuple[float, float]]:
+    phases = [rng.uniform(0, 2 * math.pi) for _ in range(3)]
+    points = []
+    for i in range(36):
+        angle = 2 * math.pi * i / 36
+        wobble = 1 + sum(0.18 / (k + 1) * math.sin((k + 2) * angle + phases[k]) for k in range(3))
+        points.append((centre[0] + math.cos(angle) * radius * wobble, centre[1] + math.sin(angle) * radius * wobble * 0.8))
+    return points
+
+
+def scratches(device: Image.Image, body: Box, rng: random.Random) -> None:
+    """Wear on the case: many fine scratches in a few directions, scuffed corners, dents."""
+    overlay = Image.new("RGBA", device.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    x0, y0, x1, y1 = body
+    span = min(x1 - x0, y1 - y0)
+    # Scratches show as bright lines on dark finishes and as dark lines on light ones.
+    body_colour = device.getpixel((int((x0 + x1) / 2), int(y0 + (y1 - y0) * 0.7)))
+    ink = (40, 40, 40) if sum(body_colour[:3]) > 450 else (255, 255, 255)
+    directions = [rng.uniform(0, math.pi) for _ in range(rng.randint(1, 3))]
+    for _ in range(rng.randint(25, 50)):
+        angle = rng.choice(directions) + rng.uniform(-0.25, 0.25)
+        cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
+        half = span * rng.uniform(0.05, 0.22)
+        dx, dy = math.cos(angle) * half, math.sin(angle) * half
+        draw.line([(cx - dx, cy - dy), (cx + dx, cy + dy)], fill=(*ink, rng.randint(120, 210)), width=rng.choice([1, 2]))
+    for _ in range(rng.randint(1, 3)):
+        corner = (rng.choice([x0, x1]), rng.choice([y0, y1]))
+        r = span * rng.uniform(0.08, 0.15)
+        draw.ellipse((corner[0] - r, corner[1] - r, corner[0] + r, corner[1] + r), fill=(235, 235, 230, 90))
+    for _ in range(rng.randint(1, 3)):
+        cx, cy, r = rng.uniform(x0, x1), rng.uniform(y0, y1), span * rng.uniform(0.03, 0.06)
+        draw.arc((cx - r, cy - r, cx + r, cy + r), start=200, end=340, fill=(0, 0, 0, 170), width=3)
+        draw.arc((cx - r, cy - r + 3, cx + r, cy + r + 3), start=20, end=160, fill=(255, 255, 255, 150), width=2)
+    device.alpha_composite(_clip_to(overlay, device.getchannel("A")))

@@ -81,3 +81,12 @@ def test_torch_save_file_is_refused(bundle, tmp_path):
 def test_not_a_bundle(tmp_path):
     with pytest.raises(BundleError, match="not a model bundle"):
         read_bundle_config(tmp_path)
+
+
+def test_saving_over_a_folder_that_is_not_a_bundle_is_refused(tmp_path):
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("mine")
+    with pytest.raises(BundleError, match="not a model bundle"):
+        train_model(EngineTestPlugin(), dataset(xor_samples(40, 4)), out_dir=precious, spec=tiny_spec(), config=fast_config(epochs=1))
+    assert (precious / "keep.txt").read_text() == "mine"

@@ -34,7 +34,7 @@ def package_versions() -> dict[str, str]:
 def save_bundle(out_dir: Path, model: FusionModel, tokenizer: Any, extra: dict[str, Any]) -> dict[str, Any]:
     """Write the bundle into a temporary sibling and move it into place: never half-written."""
     out_dir = Path(out_dir)
-    _refuse_foreign_folder(out_dir)
+    refuse_foreign_folder(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
@@ -59,7 +59,7 @@ def save_bundle(out_dir: Path, model: FusionModel, tokenizer: Any, extra: dict[s
         raise
 
 
-def _refuse_foreign_folder(out_dir: Path) -> None:
+def refuse_foreign_folder(out_dir: Path) -> None:
     """A bundle replaces its folder wholesale, so only an empty folder or an earlier
     bundle may stand there: never a folder of someone's other files."""
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / CONFIG_NAME).is_file():

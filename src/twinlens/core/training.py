@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from twinlens.core.bundle import save_bundle
+from twinlens.core.bundle import refuse_foreign_folder, save_bundle
 from twinlens.core.calibration import fit_temperature
 from twinlens.core.data import Preprocessor, Targets, batches, collate, encode_targets, regression_stats
 from twinlens.core.encoders import load_tokenizer
@@ -60,6 +60,7 @@ def train_model(
 ) -> TrainResult:
     spec = spec or plugin.default_model_spec()
     config = config or plugin.training_defaults()
+    refuse_foreign_folder(Path(out_dir))  # before spending the training time
     seed_everything(config.seed)
     if val is None:
         train, val = split_dataset(train, config.val_fraction, config.seed)

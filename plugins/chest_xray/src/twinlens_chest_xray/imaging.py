@@ -1,0 +1,99 @@
+"""Image bytes (DICOM, PNG, JPEG; 8- or 16-bit grey) -> a gated greyscale radiograph."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from twinlens.core.errors import InputError
+from twinlens.core.images import DEFAULT_MAX_PIXELS, open_image
+from twinlens_chest_xray import gate
+from twinlens_chest_xray.deid import is_dicom, read_dicom
+from twinlens_chest_xray.dicom_io import dicom_info, display_array
+
+# Images are kept at most this large after loading: plenty for models of 128-448 px,
+# and it keeps a few thousand samples in memory.
+WORKING_SIZE = 512
+
+
+@dataclass
+class Radiograph:
+    image: Image.Image  # mode "L", bright = dense
+    source: str  # "dicom", "png", "jpeg", ...
+    doubts: list[str] = field(default_factory=list)
+    dicom: dict[str, object] = field(default_factory=dict)
+
+
+def load_radiograph(data: bytes, media_type: str | None = None, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                    working_size: int | None = WORKING_SIZE) -> Radiograph:
+    """Decode, normalise and gate one image; InputError when it is no chest radiograph."""
+    if is_dicom(data, media_type):
+        grey, source, doubts, header = _from_dicom(data, max_pixels)
+    else:
+        grey, source, doubts, header = _from_picture(data, max_pixels)
+    doubts += gate.check_geometry_and_contrast(grey)
+    return Radiograph(image=to_pil(grey, working_size), source=source, doubts=doubts, dicom=header)
+
+
+def _from_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, str, list[str], dict[str, object]]:
+    ds = read_dicom(data)
+    if "PixelData" not in ds:
+        raise InputError("image", "DICOM file has no pixel data", status=422)
+    info = dicom_info(ds)
+    doubts = gate.check_dicom_header(info)
+    grey = display_array(ds, max_pixels=max_pixels)
+    header = {"modality": info.modality, "body_part": info.body_part, "view_position": info.view_position,
+              "photometric": info.photometric, "transfer_syntax": info.transfer_syntax}
+    return grey, "dicom", doubts, header
+
+
+def _from_picture(data: bytes, max_pixels: int) -> tuple[np.ndarray, str, list[str], dict[str, object]]:
+    image = open_image(data, max_pixels=max_pixels)
+    source = (image.format or "image").lower()
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError("image", f"corrupt image data: {exc}", status=422) from exc
+    doubts: list[str] = []
+    if image.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV"):
+        doubts += gate.check_colour(np.asarray(image.convert("RGB")))
+    return grey_array(image), source, doubts, {}
+
+
+def grey_array(image: Image.Image) -> np.ndarray:
+    """PIL image of any grey depth -> float32 in [0, 1]. 8-bit keeps its scale; deeper
+    images (16-bit PNG often uses only 10-14 bits) are stretched to their own range."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        return ((values - low) / (high - low or 1.0)).astype(np.float32)
+    return (np.asarray(image.convert("L"), dtype=np.float32) / 255.0)
+
+
+def to_pil(grey: np.ndarray, working_size: int | None = WORKING_SIZE) -> Image.Image:
+    image = Image.fromarray(np.clip(np.rint(grey * 255.0), 0, 255).astype(np.uint8))
+    if working_size and max(image.size) > working_size:
+        image.thumbnail((working_size, working_size), Image.Resampling.LANCZOS)
+    return image
+
+
+def strip_picture_metadata(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[bytes, str]:
+    """Re-encode a PNG/JPEG as a bare PNG: EXIF, comments and text chunks (which can hold
+    names and dates) are dropped; pixels and bit depth are kept, orientation applied."""
+    image = open_image(data, max_pixels=max_pixels)
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError("image", f"corrupt image data: {exc}", status=422) from exc
+    if image.mode not in ("L", "I;16", "I", "RGB", "RGBA", "LA"):
+        image = image.convert("RGB")
+    clean = Image.new(image.mode, image.size)
+    clean.frombytes(image.tobytes())
+    out = io.BytesIO()
+    clean.save(out, format="PNG")
+    return out.getvalue(), "image/png"

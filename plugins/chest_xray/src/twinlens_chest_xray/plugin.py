@@ -1,0 +1,136 @@
+"""The chest X-ray + report plugin. Research software: never a diagnostic device.
+
+Torch-free at import: the API reads its schemas and calls `sanitize`, `prepare` and
+`decide` without loading the engine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from twinlens.core.errors import InputError
+from twinlens.core.plugin import Dataset, DatasetOptions, Plugin, RawInput
+from twinlens.core.prediction import Prediction
+from twinlens.core.sample import Sample
+from twinlens.core.schema import ImageInput, InputSchema, LabelSchema, TextField
+from twinlens.core.spec import ImageEncoderSpec, ModelSpec, TextEncoderSpec, TrainConfig
+from twinlens_chest_xray import decide as decision
+from twinlens_chest_xray import labels, reports
+from twinlens_chest_xray.datasets import Reader
+from twinlens_chest_xray.deid import deidentify_dicom_bytes, is_dicom
+from twinlens_chest_xray.imaging import load_radiograph, strip_picture_metadata
+from twinlens_chest_xray.phi_text import scrub_text
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+REPORT, HISTORY = "report", "history"
+POLICY_ENV = "TWINLENS_CHEST_XRAY_POLICY"  # path to a JSON DecisionPolicy
+UNCERTAIN_ENV = "TWINLENS_CHEST_XRAY_UNCERTAIN_POLICY"  # ignore | positive | negative
+
+
+class ChestXrayPlugin(Plugin):
+    name = "chest_xray"
+    version = "0.1.0"
+    description = ("Chest radiograph (DICOM/PNG/JPEG) plus its report and/or clinical history -> the 14 CheXpert "
+                   "findings and a triage urgency, with PHI removed before anything is kept.")
+    intended_use = decision.INTENDED_USE
+
+    def __init__(self, policy: decision.DecisionPolicy | None = None, uncertain_policy: str | None = None):
+        configured = os.environ.get(POLICY_ENV)
+        self.policy = policy or (decision.DecisionPolicy.from_file(configured) if configured else decision.DecisionPolicy())
+        self.uncertain_policy = uncertain_policy or os.environ.get(UNCERTAIN_ENV) or None
+
+    # -- declarations ---------------------------------------------------------------------
+    def label_schema(self) -> LabelSchema:
+        return labels.label_schema()
+
+    def input_schema(self) -> InputSchema:
+        return InputSchema(
+            image=ImageInput(media_types=("application/dicom", "image/png", "image/jpeg"),
+                             description="Frontal chest radiograph: DICOM (CR/DX), or 8/16-bit greyscale PNG/JPEG."),
+            texts=(TextField(name=REPORT, description="Radiology report (FINDINGS/IMPRESSION sections parsed when present)."),
+                   TextField(name=HISTORY, description="Clinical history or indication.")),
+        )
+
+    def default_model_spec(self) -> ModelSpec:
+        # From scratch: no pretrained radiograph weights exist offline. A small ResNet at
+        # 128 px grey trains on two CPU cores in minutes; the pretrained MiniLM is frozen
+        # (its outputs are computed once and cached), which keeps text cheap.
+        return ModelSpec(
+            image_encoder=ImageEncoderSpec(name="resnet10t", image_size=128, grayscale=True,
+                                           mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+            text_encoder=TextEncoderSpec(freeze=True, max_length=96),
+            fusion="concat", hidden_dim=128, dropout=0.1,
+            text_inputs=[REPORT, HISTORY], modalities=["image", REPORT, HISTORY],
+        )
+
+    def training_defaults(self) -> TrainConfig:
+        return TrainConfig(epochs=20, batch_size=32, lr=2e-3, patience=6, monitor="findings.auroc",
+                           modality_dropout=0.25, uncertain_policy="ignore")
+
+    # -- privacy and preprocessing --------------------------------------------------------
+    def sanitize(self, raw: RawInput) -> RawInput:
+        """PHI out of everything: DICOM tags de-identified (PS3.15 basic profile), PNG/JPEG
+        metadata dropped, texts and string metadata scrubbed. Call before storing anything."""
+        image, media_type = raw.image_bytes, raw.media_type
+        if image:
+            if is_dicom(image, media_type):
+                image, media_type = deidentify_dicom_bytes(image), "application/dicom"
+            else:
+                image, media_type = strip_picture_metadata(image)
+        texts = {name: scrub_text(text) for name, text in raw.texts.items()}
+        metadata = {key: scrub_text(value) if isinstance(value, str) else value for key, value in raw.metadata.items()}
+        return RawInput(image_bytes=image, media_type=media_type, texts=texts, metadata=metadata)
+
+    def load_image(self, data: bytes, media_type: str | None = None) -> "Image.Image":
+        return load_radiograph(data, media_type).image
+
+    def clean_text(self, name: str, text: str | None) -> str | None:
+        text = scrub_text(text)
+        if text is None or not text.strip():
+            return None
+        return reports.model_text(text) if name == REPORT else " ".join(text.split())
+
+    def prepare(self, raw: RawInput) -> Sample:
+        clean = self.sanitize(raw)
+        radiograph = load_radiograph(clean.image_bytes, clean.media_type) if clean.image_bytes else None
+        texts = {name: self.clean_text(name, clean.texts.get(name)) for name in (REPORT, HISTORY)}
+        if radiograph is None and not any(texts.values()):
+            raise InputError("inputs", "neither an image nor a report or history was given")
+        doubts = radiograph.doubts if radiograph else []
+        extras = {"input_doubts": doubts, **report_extras(clean.texts.get(REPORT))}
+        meta = {**clean.metadata, "input_doubts": doubts, "extras": extras}
+        if radiograph is not None:
+            meta["image_source"], meta["dicom"] = radiograph.source, radiograph.dicom
+        return Sample(image=radiograph.image if radiograph else None, texts=texts, meta=meta)
+
+    # -- data -----------------------------------------------------------------------------
+    def read_dataset(self, path: Path, options: DatasetOptions | None = None) -> Dataset:
+        """Generic manifest (.jsonl), CheXpert CSV, or MIMIC-CXR folder; see the README."""
+        return Reader(self._load_for_dataset, self.clean_text, self.uncertain_policy).read(Path(path), options)
+
+    def _load_for_dataset(self, data: bytes, media_type: str | None) -> tuple[Any, list[str]]:
+        radiograph = load_radiograph(data, media_type)
+        return radiograph.image, radiograph.doubts
+
+    def make_sample_dataset(self, out_dir: Path, n: int = 200, seed: int = 0) -> Path:
+        from twinlens_chest_xray.sample_data import make_sample_dataset
+
+        return make_sample_dataset(Path(out_dir), n=n, seed=seed)
+
+    # -- decision -------------------------------------------------------------------------
+    def decide(self, prediction: Prediction) -> dict[str, Any]:
+        return decision.decide(prediction, self.policy, self.version)
+
+
+def report_extras(report: str | None) -> dict[str, Any]:
+    """What the report itself says, for decide()'s rules and for explanation."""
+    mentions = reports.extract_mentions(report)
+    return {
+        "report_findings": reports.aggregate(mentions),
+        "report_mentions": [m.to_dict() for m in mentions],
+        "report_critical_phrases": reports.stated_phrases(report, decision.CRITICAL_REPORT_PHRASES),
+    }

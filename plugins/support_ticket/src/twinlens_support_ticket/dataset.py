@@ -71,6 +71,7 @@ def read_export(path: Path, options: DatasetOptions | None = None, *, progress: 
         except BadRow as bad:
             problems.append(RowError(row.line, bad.field, bad.reason))
     cache.save()
+    problems.sort(key=lambda problem: problem.line)  # parse errors were found before row errors
     if problems and not options.skip_bad_rows:
         raise DatasetError(str(export), problems)
     return Dataset(samples=samples, label_schema=LABEL_SCHEMA, skipped=problems)

@@ -30,7 +30,7 @@ FORM_FIELDS = {"image", "metadata", "webhook_url"}
 async def read_job_request(request: Request, plugin: Plugin, settings: Settings) -> tuple[SubmittedInputs, str | None]:
     """Return the inputs and, for a JSON image URL, the URL still to fetch."""
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if content_type == "multipart/form-data":
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         return await _from_form(request, plugin, settings), None
     if content_type == "application/json":
         return await _from_json(request, settings)

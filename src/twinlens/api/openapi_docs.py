@@ -14,6 +14,17 @@ from twinlens.api.schemas import JobCreate
 
 _REF = "#/components/schemas/{model}"
 
+_TEXT_FORM: dict[str, Any] = {
+    "type": "object",
+    "description": "Texts only (no image): the same fields as multipart without `image`.",
+    "properties": {
+        "text": {"type": "string"},
+        "metadata": {"type": "string", "description": "A JSON object"},
+        "webhook_url": {"type": "string"},
+    },
+    "additionalProperties": {"type": "string"},
+}
+
 JOB_REQUEST_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -32,6 +43,7 @@ JOB_REQUEST_BODY: dict[str, Any] = {
                 },
             },
             "application/json": {"schema": {"$ref": _REF.format(model="JobCreate")}},
+            "application/x-www-form-urlencoded": {"schema": _TEXT_FORM},
         },
     }
 }
@@ -43,6 +55,7 @@ def install_openapi(app: FastAPI) -> None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             _add_models(schema, [JobCreate, Problem])
             _problem_media_type(schema)
+            _plugin_names(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -65,3 +78,18 @@ def _problem_media_type(schema: dict[str, Any]) -> None:
                 content = response.get("content", {})
                 if status.startswith(("4", "5")) or content.get(PROBLEM_JSON) is not None:
                     response["content"] = {PROBLEM_JSON: {"schema": {"$ref": problem_ref}}}
+
+
+def _plugin_names(schema: dict[str, Any]) -> None:
+    """List the installed plugins as the `name` path parameter's values, so generated
+    clients (and fuzzers) know which names exist on this server."""
+    from twinlens.core.registry import default_registry
+
+    names = default_registry().names()
+    for path, operations in schema.get("paths", {}).items():
+        if "{name}" not in path:
+            continue
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path" and parameter.get("name") == "name":
+                    parameter["schema"] = {"type": "string", "enum": names, "title": "Name"}

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from twinlens.core.errors import InputError, UnknownPluginError
 from twinlens.services.errors import ServiceError
@@ -36,7 +37,7 @@ class Problem(BaseModel):
 
 def problem_response(
     status: int, detail: str | None = None, *, title: str | None = None, kind: str | None = None,
-    instance: str | None = None, headers: dict[str, str] | None = None, **extensions: Any,
+    instance: str | None = None, headers: dict[str, str] | None = None, extensions: dict[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"{TYPE_BASE}{kind}" if kind else "about:blank",
@@ -46,7 +47,8 @@ def problem_response(
     }
     if instance:
         body["instance"] = instance
-    body.update({key: value for key, value in extensions.items() if value is not None})
+    # Extension members never replace the standard ones.
+    body.update({k: v for k, v in (extensions or {}).items() if v is not None and k not in body and k != "instance"})
     return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -68,9 +70,25 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 async def _http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else None
+    headers = dict(getattr(exc, "headers", None) or {})
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.method} {request.url.path}"
-    return problem_response(exc.status_code, detail, instance=request.url.path, headers=getattr(exc, "headers", None))
+    if exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        detail = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}"
+    return problem_response(exc.status_code, detail, instance=request.url.path, headers=headers or None)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method any route serves at this path (Starlette's own Allow header names
+    only the first matching route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -81,14 +99,14 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     first = errors[0] if errors else {"field": "", "reason": "invalid request"}
     return problem_response(
         422, f"{first['field']}: {first['reason']}", title="Invalid request", kind="validation",
-        instance=request.url.path, errors=errors,
+        instance=request.url.path, extensions={"errors": errors},
     )
 
 
 async def _input_error(request: Request, exc: InputError) -> JSONResponse:
     return problem_response(
         exc.status, f"{exc.field}: {exc.reason}", title="Invalid input", kind="invalid-input",
-        instance=request.url.path, errors=[{"field": exc.field, "reason": exc.reason}],
+        instance=request.url.path, extensions={"errors": [{"field": exc.field, "reason": exc.reason}]},
     )
 
 
@@ -100,7 +118,7 @@ async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return problem_response(
         exc.status, exc.detail, title=exc.title, kind=type(exc).__name__.lower(),
-        instance=request.url.path, headers=headers, **exc.extensions,
+        instance=request.url.path, headers=headers, extensions=exc.extensions,
     )
 
 

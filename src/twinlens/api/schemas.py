@@ -15,34 +15,34 @@ LabelValue = str | list[str] | float
 
 
 class ImageBase64(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     base64: str = Field(description="The image bytes, base64-encoded")
     media_type: str | None = Field(None, max_length=100, description="Optional; the bytes are sniffed anyway")
 
 
 class ImageUrl(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     url: str = Field(max_length=2048, description="http(s) URL fetched by the server (public addresses only)")
 
 
 class JobInputs(BaseModel):
     """`image` plus the plugin's named texts (e.g. `text`, `ocr`; see GET /v1/plugins/{name})."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     __pydantic_extra__: dict[str, str | None] = Field(init=False)
 
     image: ImageBase64 | ImageUrl | None = None
 
 
 class JobCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     inputs: JobInputs
     metadata: dict[str, Any] = Field(default_factory=dict)
     webhook_url: str | None = Field(None, max_length=2048, description="POSTed a signed event when the job finishes")
 
 
 class FeedbackCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     labels: dict[str, LabelValue] = Field(
         default_factory=dict, description="Corrected label per task: a label, a list of labels, or a number"
     )
@@ -59,7 +59,7 @@ class DeliveryList(BaseModel):
 
 
 class ModelCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     bundle_path: str = Field(min_length=1, max_length=4096, description="A bundle directory readable by the server and workers")
     scope: Literal["global", "tenant"] = "global"
     activate: bool = False
@@ -85,7 +85,7 @@ class PluginList(BaseModel):
 
 
 class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     tenant: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     admin: bool = False
     name: str = Field("", max_length=100)

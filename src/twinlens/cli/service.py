@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import signal
 import socket
 import threading
 import time
@@ -89,12 +90,24 @@ class EmbeddedService:
         return self
 
     def serve_forever(self) -> None:
-        """Serve in this thread until SIGINT/SIGTERM (uvicorn's signal handling)."""
-        if self.worker is not None:
-            self.worker.start()
+        """Serve until SIGINT/SIGTERM, then stop gracefully: the server drains its
+        requests and the worker finishes its current batch (so no job is left `running`)."""
+        self.start()
+        stopping = threading.Event()
+
+        def request_stop(signum, frame) -> None:
+            if stopping.is_set():  # a second Ctrl-C: stop waiting for open connections
+                self.server.force_exit = True
+            stopping.set()
+            self.server.should_exit = True
+
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self.server.run(sockets=[self._socket])
+            while self._thread.is_alive():
+                self._thread.join(0.5)
         finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             self.close()
 
     def start(self, timeout: float = 60.0) -> "EmbeddedService":

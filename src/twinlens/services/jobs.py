@@ -123,7 +123,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 def cancel_job(session: Session, principal: Principal, job_id: uuid.UUID) -> Job:
     job = get_job(session, principal, job_id)
     if not JobRepository(session).cancel(job.id, utcnow()):
-        raise Conflict(f"job {job_id} is {job.status}; only queued jobs can be canceled", status=job.status)
+        raise Conflict(f"job {job_id} is {job.status}; only queued jobs can be canceled", job_status=job.status)
     session.refresh(job)
     return job
 

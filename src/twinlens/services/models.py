@@ -30,7 +30,7 @@ def register_bundle(
     """
     if principal is not None:
         principal.require_admin()
-    path = Path(bundle_path).expanduser().resolve()
+    path = _bundle_dir(bundle_path)
     config = _read_config(path)
     tenant_id = principal.tenant_id if (principal is not None and scope == "tenant") else None
     repo = ModelRepository(session)
@@ -44,17 +44,28 @@ def register_bundle(
     return model
 
 
-def _read_config(path: Path) -> dict:
-    if not path.is_dir():
+def _bundle_dir(bundle_path: str) -> Path:
+    try:
+        path = Path(bundle_path).expanduser().resolve()
+        is_dir = path.is_dir()
+    except (OSError, ValueError, RuntimeError) as exc:  # too long, NUL bytes, symlink loops
+        raise InputError("bundle_path", f"not a usable path: {exc.__class__.__name__}") from exc
+    if not is_dir:
         raise InputError("bundle_path", f"{path} is not a directory on the server")
+    return path
+
+
+def _read_config(path: Path) -> dict:
     try:
         config = read_bundle_config(path)
         plugin = get_plugin(config["plugin"])
         check_schema_matches(plugin, LabelSchema.model_validate(config["label_schema"]))
     except (BundleError, PluginError, UnknownPluginError) as exc:
         raise InputError("bundle_path", str(exc)) from exc
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, TypeError) as exc:
         raise InputError("bundle_path", f"bundle config is incomplete or invalid: {exc}") from exc
+    except OSError as exc:
+        raise InputError("bundle_path", f"cannot read the bundle: {exc}") from exc
     return config
 
 

@@ -34,7 +34,7 @@ async def readyz(db: DatabaseDep) -> Any:
     if all(check["ok"] for check in checks.values()):
         return Health(status="ready", checks=checks, time=datetime.now(timezone.utc))
     failing = ", ".join(name for name, check in checks.items() if not check["ok"])
-    return problem_response(503, f"not ready: {failing}", title="Not ready", checks=checks)
+    return problem_response(503, f"not ready: {failing}", title="Not ready", extensions={"checks": checks})
 
 
 def _readiness(db: Database) -> dict[str, dict[str, Any]]:

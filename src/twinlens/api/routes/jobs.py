@@ -28,7 +28,7 @@ from twinlens.services.netguard import check_url
 from twinlens.services.views import FeedbackView, JobList, JobStatus, JobView, delivery_view, feedback_view, job_view
 from twinlens.settings import Settings
 
-router = APIRouter(prefix="/v1", tags=["jobs"], responses=problem_responses(401, 422))
+router = APIRouter(prefix="/v1", tags=["jobs"], responses=problem_responses(400, 401, 422))
 JobId = Annotated[uuid.UUID, "job id"]
 MAX_WAIT_QUERY = 600.0
 

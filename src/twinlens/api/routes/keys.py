@@ -12,7 +12,7 @@ from twinlens.api.schemas import CreatedKey, KeyCreate, KeyList, TenantView
 from twinlens.services import keys
 from twinlens.services.views import key_view
 
-router = APIRouter(prefix="/v1", tags=["keys"], responses=problem_responses(401, 422))
+router = APIRouter(prefix="/v1", tags=["keys"], responses=problem_responses(400, 401, 422))
 
 
 @router.post("/keys", status_code=201, response_model=CreatedKey, summary="Create an API key (admin)", responses=problem_responses(403))

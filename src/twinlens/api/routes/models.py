@@ -13,7 +13,7 @@ from twinlens.api.schemas import ModelCreate, ModelList
 from twinlens.services import models
 from twinlens.services.views import ModelVersionView, model_view
 
-router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_responses(401, 422))
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_responses(400, 401, 422))
 
 
 @router.get("", response_model=ModelList, summary="Models this key may use (its tenant's and global ones)")

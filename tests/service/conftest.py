@@ -1,0 +1,138 @@
+"""Fixtures for the service tests: a real PostgreSQL database per test session (and the
+SQLite path too), Alembic migrations applied, a tiny trained `generic` model, and the
+real service (uvicorn on a loopback port + the in-process worker) serving it.
+
+In CI (CI=true) a PostgreSQL that cannot be reached is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from twinlens.cli.service import EmbeddedService, train_sample_model
+from twinlens.db.migrate import upgrade
+from twinlens.db.session import Database
+from twinlens.services import keys
+from twinlens.settings import Settings
+
+PG_HOST = os.environ.get("TWINLENS_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("TWINLENS_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("TWINLENS_TEST_PG_USER", "postgres")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _admin_connection() -> psycopg.Connection:
+    try:
+        return psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL at {PG_HOST}:{PG_PORT} is not reachable: {exc}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty database for this test session, dropped at the end."""
+    admin = _admin_connection()
+    name = f"twinlens_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def empty_postgres_url() -> Iterator[str]:
+    """Another fresh database that nothing has migrated yet (for migration tests)."""
+    admin = _admin_connection()
+    name = f"twinlens_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def generic_bundle(tmp_path_factory) -> Path:
+    """A tiny `generic` model trained on the plugin's sample data (seconds, not minutes)."""
+    bundle = tmp_path_factory.mktemp("models") / "generic-tiny"
+    return train_sample_model("generic", bundle, rows=60, epochs=1, tiny=True)
+
+
+def service_settings(data_dir: Path, database_url: str, **overrides) -> Settings:
+    values = dict(
+        data_dir=data_dir,
+        database_url=database_url,
+        broker_url=None,
+        max_upload_bytes=300_000,
+        max_image_pixels=1_000_000,
+        max_text_chars=2_000,
+        max_wait_seconds=30.0,
+        allow_private_webhooks=True,  # the test receivers listen on loopback
+        webhook_retry_base_seconds=0.2,
+        webhook_retry_max_seconds=1.0,
+        webhook_timeout_seconds=5.0,
+        retention_days=30.0,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class RunningService:
+    backend: str
+    url: str
+    settings: Settings
+    db: Database
+    admin_key: str
+    service: EmbeddedService
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key or self.admin_key}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def new_tenant_key(self, *, admin: bool = False) -> str:
+        with self.client() as client:
+            response = client.post("/v1/keys", json={"tenant": f"t-{uuid.uuid4().hex[:10]}", "admin": admin})
+        assert response.status_code == 201, response.text
+        return response.json()["key"]
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.service.worker.context.blobs.path_for(sha256)
+
+
+@pytest.fixture(scope="session", params=["postgresql", "sqlite"])
+def live(request, tmp_path_factory, generic_bundle) -> Iterator[RunningService]:
+    """The real service over real HTTP, on PostgreSQL and on the embedded SQLite default."""
+    data_dir = tmp_path_factory.mktemp(f"service-{request.param}")
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{data_dir / 'twinlens.db'}"
+    settings = service_settings(data_dir, url)
+    database = Database(settings.resolved_database_url)
+    upgrade(database.engine)
+    with database.session() as session:
+        _, admin_key = keys.create_key(session, f"admin-{request.param}", admin=True)
+    service = EmbeddedService(settings, port=0, database=database).build(migrate=False).start()
+    running = RunningService(request.param, service.url, settings, database, admin_key, service)
+    with running.client() as client:
+        response = client.post("/v1/models", json={"bundle_path": str(generic_bundle), "activate": True})
+        assert response.status_code in (201, 409), response.text
+    try:
+        yield running
+    finally:
+        service.close()

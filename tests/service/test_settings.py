@@ -38,3 +38,23 @@ def test_production_refuses_unsafe_admin_keys(key):
 def test_production_accepts_a_strong_key():
     settings = Settings(env="production", bootstrap_admin_key="tl_" + "k" * 40)
     assert settings.env == "production"
+
+
+def test_startup_registers_bundles_and_the_bootstrap_key(tmp_path, generic_bundle):
+    from fastapi.testclient import TestClient
+
+    from twinlens.api.app import create_app
+    from twinlens.db.migrate import upgrade
+    from twinlens.db.session import Database
+
+    key = "tl_" + "b" * 40
+    settings = Settings(data_dir=tmp_path, bootstrap_admin_key=key, model_bundle_dirs=[generic_bundle], env="production")
+    database = Database(settings.resolved_database_url)
+    upgrade(database.engine)
+    for _ in range(2):  # a restart finds both already there
+        with TestClient(create_app(settings, db=database)) as client:
+            models = client.get("/v1/models", headers={"Authorization": f"Bearer {key}"})
+            assert models.status_code == 200, models.text
+            (model,) = models.json()["data"]
+            assert model["is_active"] and model["plugin"] == "generic" and model["scope"] == "global"
+            assert client.get("/v1/keys", headers={"Authorization": f"Bearer {key}"}).json()["data"][0]["is_admin"]

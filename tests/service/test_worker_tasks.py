@@ -132,17 +132,17 @@ def test_a_job_that_keeps_killing_workers_fails_instead_of_looping(ctx):
 
 
 def test_sweep_requeues_jobs_lost_with_their_worker(ctx):
-    job_id = _submit(ctx, {"text": "orphan"})
+    orphans = [_submit(ctx, {"text": f"orphan {i}"}) for i in range(2)]
     with ctx.db.session() as session:
         stale = utcnow() - timedelta(seconds=ctx.settings.job_stale_after_seconds + 5)
-        session.execute(update(Job).where(Job.id == job_id).values(status="running", attempts=1, started_at=stale))
+        session.execute(update(Job).where(Job.id.in_(orphans)).values(status="running", attempts=1, started_at=stale))
     ctx.recorder.predicts.clear()
-    swept = tasks.sweep(ctx, queued_older_than=0.0)
-    assert swept["requeued"] == 1
-    assert str(job_id) in ctx.recorder.predicts
-    assert _job(ctx, job_id).status == "queued"
-    assert tasks.run_predict_jobs([str(job_id)], ctx)["succeeded"] == 1
-    assert _job(ctx, job_id).attempts == 2
+    swept = tasks.sweep(ctx, queued_older_than=3600.0)  # only the requeue publishes here
+    assert swept["requeued"] == 2
+    assert sorted(ctx.recorder.predicts) == sorted(str(job_id) for job_id in orphans)
+    assert all(_job(ctx, job_id).status == "queued" for job_id in orphans)
+    assert tasks.run_predict_jobs([str(job_id) for job_id in orphans], ctx)["succeeded"] == 2
+    assert all(_job(ctx, job_id).attempts == 2 for job_id in orphans)
 
 
 def test_retention_purges_inputs_of_old_finished_jobs(ctx):

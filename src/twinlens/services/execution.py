@@ -107,8 +107,7 @@ def requeue_stale_jobs(session: Session, stale_after: float, publish) -> int:
     for job in repo.running_since_before(utcnow() - timedelta(seconds=stale_after)):
         if repo.requeue(job.id):
             count += 1
-            job_id, plugin = job.id, job.plugin
-            after_commit(session, lambda: publish(job_id, plugin))
+            after_commit(session, lambda job_id=job.id, plugin=job.plugin: publish(job_id, plugin))
     return count
 
 

@@ -183,6 +183,8 @@ def deliver_webhook(delivery_id: str | uuid.UUID, context: WorkerContext | None 
         delivery = webhooks.record_attempt(session, message, outcome, ctx.settings)
         status = delivery.status
     WEBHOOK_ATTEMPTS.labels("ok" if outcome.ok else "error").inc()
+    log.info("webhook %s attempt %d to %s: %s -> %s", message.delivery_id, message.attempt, message.url,
+             outcome.status_code or outcome.error, status)
     return status
 
 

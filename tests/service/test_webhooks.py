@@ -83,6 +83,8 @@ def test_receiver_that_fails_twice_gets_the_signed_event_after_retries(live):
     assert event["data"]["id"] == job["id"]
     assert event["data"]["result"]["model_version"] == finished["result"]["model_version"]
     assert event["data"]["result"]["decision"] == finished["result"]["decision"]
+    assert "texts" not in event["data"]["inputs"]  # no copy of the inputs outlives retention
+    assert finished["inputs"]["texts"] == {"text": "notify me"}
     (delivery,) = deliveries
     assert delivery["attempts"] == 3 and delivery["delivered_at"] and delivery["url"] == hook.url
     assert [a["status_code"] for a in delivery["attempt_log"]] == [500, 503, 204]

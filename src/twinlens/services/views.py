@@ -1,7 +1,7 @@
 """JSON representations of jobs, results, models, feedback and deliveries.
 
 Shared by the API (response models) and the worker (webhook payloads), so a webhook
-carries exactly what `GET /v1/jobs/{id}` shows.
+carries what `GET /v1/jobs/{id}` shows (less the submitted texts).
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def enqueue_job_event(session: Session, job: Job) -> WebhookDelivery | None:
     if not job.webhook_url or event_type is None:
         return None
     now = utcnow()
-    payload = {"type": event_type, "timestamp": now.isoformat(), "data": job_view(job).model_dump(mode="json")}
+    payload = {"type": event_type, "timestamp": now.isoformat(), "data": event_data(job)}
     delivery = WebhookRepository(session).add(
         WebhookDelivery(
             job_id=job.id, tenant_id=job.tenant_id, url=job.webhook_url, event_type=event_type,
@@ -73,6 +73,14 @@ def enqueue_job_event(session: Session, job: Job) -> WebhookDelivery | None:
     delivery_id = delivery.id
     after_commit(session, lambda: publish_webhook(delivery_id, 0.0))
     return delivery
+
+
+def event_data(job: Job) -> dict:
+    """The job as GET /v1/jobs/{id} shows it, minus the submitted texts: the caller has
+    them, and a copy kept in the delivery row would outlive the inputs' retention."""
+    data = job_view(job).model_dump(mode="json")
+    data["inputs"] = {key: value for key, value in data["inputs"].items() if key != "texts"}
+    return data
 
 
 def lease_for_sending(session: Session, delivery_id: uuid.UUID, settings: Settings) -> OutgoingWebhook | None:

@@ -136,3 +136,10 @@ def live(request, tmp_path_factory, generic_bundle) -> Iterator[RunningService]:
         yield running
     finally:
         service.close()
+
+
+@pytest.fixture(scope="session")
+def second_generic_bundle(tmp_path_factory) -> Path:
+    """Another version of the tiny `generic` model (other seed, so another content hash)."""
+    bundle = tmp_path_factory.mktemp("models") / "generic-tiny-2"
+    return train_sample_model("generic", bundle, rows=40, epochs=1, tiny=True, seed=1)

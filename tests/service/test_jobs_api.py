@@ -246,3 +246,25 @@ def test_job_rows_count_matches_what_the_api_lists(live):
     with live.db.session() as session:
         count = session.scalar(select(func.count()).select_from(Job).where(Job.tenant_id == uuid.UUID(tenant_id)))
     assert count == len(listed) == 3
+
+
+def test_activating_a_version_switches_the_next_jobs(live, second_generic_bundle):
+    with live.client() as admin:
+        before = _active_model(admin)
+        old_job = admin.post("/v1/plugins/generic/jobs", params={"wait": 30}, json={"inputs": {"text": "old model"}}).json()
+        registered = admin.post("/v1/models", json={"bundle_path": str(second_generic_bundle)})
+        assert registered.status_code == 201, registered.text
+        new = registered.json()
+        assert not new["is_active"] and _active_model(admin)["id"] == before["id"]  # registering alone changes nothing
+        try:
+            activated = admin.post(f"/v1/models/{new['id']}/activate")
+            assert activated.status_code == 200 and activated.json()["is_active"], activated.text
+            assert _active_model(admin)["id"] == new["id"]
+            new_job = admin.post("/v1/plugins/generic/jobs", params={"wait": 60}, json={"inputs": {"text": "new model"}}).json()
+        finally:
+            assert admin.post(f"/v1/models/{before['id']}/activate").status_code == 200
+        old_again = admin.get(f"/v1/jobs/{old_job['id']}").json()
+    assert new_job["status"] == "succeeded", new_job
+    assert new_job["result"]["model_version"] == {"id": new["id"], "version": new["version"]}
+    assert new["version"] != before["version"]
+    assert old_again["result"]["model_version"]["id"] == before["id"]  # finished jobs keep theirs

@@ -58,7 +58,22 @@ class Settings(BaseSettings):
     job_max_attempts: int = 3
     # A job `running` this long is presumed lost with its worker and is re-queued.
     job_stale_after_seconds: float = 600.0
+    # -- workers and dynamic batching -------------------------------------------------------
+    # A worker that takes a job also claims other queued jobs of the same model version, up
+    # to batch_max_size, waiting at most batch_max_delay_ms for the batch to fill.
     batch_max_size: int = 16
+    batch_max_delay_ms: float = 10.0
+    # One task keeps pulling further batches of its model for at most this long, preparing
+    # the next batch (decode, OCR, tokenise) on threads while the model runs this one.
+    batch_drain_seconds: float = 20.0
+    prepare_threads: int = 2
+    # Celery on Redis: a hard task limit below the broker's visibility timeout, so a message
+    # is never handed to a second worker while the first is still legitimately on it.
+    task_time_limit_seconds: float = 300.0
+    broker_visibility_timeout_seconds: float = 900.0
+    sweep_interval_seconds: float = 30.0
+    # torch threads per worker process; 1 suits several processes sharing a CPU.
+    worker_torch_threads: int | None = None
 
     # -- webhooks -----------------------------------------------------------------------
     webhook_max_attempts: int = 8
@@ -81,6 +96,14 @@ class Settings(BaseSettings):
             raise UnsafeSettingsError(
                 f"TWINLENS_BOOTSTRAP_ADMIN_KEY must be at least {MIN_PRODUCTION_KEY_CHARS} characters in production"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _time_limits_fit(self) -> "Settings":
+        if self.task_time_limit_seconds >= self.broker_visibility_timeout_seconds:
+            raise ValueError("task_time_limit_seconds must be below broker_visibility_timeout_seconds")
+        if self.batch_drain_seconds >= self.task_time_limit_seconds:
+            raise ValueError("batch_drain_seconds must be below task_time_limit_seconds")
         return self
 
     @property

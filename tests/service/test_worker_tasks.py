@@ -96,8 +96,8 @@ def test_one_batch_per_model_and_idempotent_by_job_id(ctx):
     ids = [_submit(ctx, {"text": f"batch {i}"}, png_bytes(seed=i) if i % 2 else None) for i in range(5)]
     first = tasks.run_predict_jobs([str(i) for i in ids], ctx)
     again = tasks.run_predict_jobs([str(i) for i in ids], ctx)
-    assert first == {"claimed": 5, "succeeded": 5, "failed": 0, "skipped": 0}
-    assert again == {"claimed": 0, "succeeded": 0, "failed": 0, "skipped": 0}
+    assert first == {"claimed": 5, "succeeded": 5, "failed": 0, "skipped": 0, "batches": 1}
+    assert again == {"claimed": 0, "succeeded": 0, "failed": 0, "skipped": 0, "batches": 0}
     with ctx.db.session() as session:
         assert session.scalar(select(func.count()).select_from(Result)) == 5
     assert all(_job(ctx, job_id).attempts == 1 for job_id in ids)

@@ -56,7 +56,10 @@ class Predictor:
         return self.pre.encode(sample)
 
     def predict(self, samples: list[Sample], *, contributions: bool = True, batch_size: int = 32) -> list[Prediction]:
-        return self.predict_encoded(self.pre.encode_many(samples), contributions=contributions, batch_size=batch_size)
+        predictions = self.predict_encoded(self.pre.encode_many(samples), contributions=contributions, batch_size=batch_size)
+        for prediction, sample in zip(predictions, samples):
+            prediction.extras.update(sample_extras(sample))
+        return predictions
 
     def predict_encoded(self, encoded: list[EncodedSample], *, contributions: bool = True, batch_size: int = 32) -> list[Prediction]:
         if not encoded:
@@ -97,6 +100,11 @@ class Predictor:
     def _prediction(self, outputs, row: int, present: list[str], shares: dict[str, float]) -> Prediction:
         heads = {task.name: _head(task, outputs[task.name][row]) for task in self.label_schema.tasks}
         return Prediction(heads=heads, contributions=shares, inputs_present=present, model_version=self.version)
+
+
+def sample_extras(sample: Sample) -> dict[str, Any]:
+    """What a plugin's preprocessing left for decide() and the explanation."""
+    return dict(sample.meta.get("extras", {}))
 
 
 def _shares(present: list[str], shifts: dict[str, float]) -> dict[str, float]:

@@ -19,6 +19,8 @@ class Sample:
 
     `texts` maps a text input name (e.g. "text", "ocr") to its cleaned text, or None when
     missing. A missing image is `image=None`. Each named text is its own modality.
+    `meta["extras"]` (a JSON-able dict) is what preprocessing found that decide() and the
+    explanation need (OCR text, input doubts...): predictions carry it as `extras`.
     """
 
     image: "Image.Image | None" = None

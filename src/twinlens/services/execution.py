@@ -32,6 +32,7 @@ class ClaimedJob:
     texts: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,15 @@ def claim_jobs(session: Session, job_ids: Sequence[uuid.UUID], max_attempts: int
     return [_snapshot(job) for job in repo.many(claimed)] if claimed else []
 
 
+def claim_more(session: Session, model_version_id: uuid.UUID, limit: int) -> list[ClaimedJob]:
+    """Claim up to `limit` more queued first-attempt jobs of one model version (to fill a
+    batch). Racing workers are settled by the conditional UPDATE in `claim`."""
+    repo = JobRepository(session)
+    candidates = repo.queued_for_model(model_version_id, limit)
+    claimed = repo.claim(candidates, utcnow()) if candidates else []
+    return [_snapshot(job) for job in repo.many(claimed)] if claimed else []
+
+
 def _snapshot(job: Job) -> ClaimedJob:
     return ClaimedJob(
         id=job.id,
@@ -64,6 +74,7 @@ def _snapshot(job: Job) -> ClaimedJob:
         texts=dict(job.texts or {}),
         metadata=dict(job.meta or {}),
         created_at=job.created_at,
+        attempts=job.attempts,
     )
 
 

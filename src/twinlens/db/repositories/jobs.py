@@ -101,6 +101,16 @@ class JobRepository:
             .execution_options(synchronize_session=False)
         )
 
+    def queued_for_model(self, model_version_id: uuid.UUID, limit: int) -> list[uuid.UUID]:
+        """Oldest queued first-attempt jobs of one model version: candidates to join a batch.
+        Jobs on a retry are left out: one that may have killed a worker runs alone."""
+        return list(self.session.scalars(
+            select(Job.id)
+            .where(Job.status == "queued", Job.model_version_id == model_version_id, Job.attempts == 0)
+            .order_by(Job.created_at)
+            .limit(limit)
+        ))
+
     def claim(self, job_ids: Sequence[uuid.UUID], now: datetime) -> list[uuid.UUID]:
         """queued -> running for those still queued; a conditional UPDATE, so two workers
         given the same id never both get it."""

@@ -1,0 +1,128 @@
+"""Dynamic micro-batching on top of the database.
+
+A worker woken for one job claims it, then claims other queued jobs of the same model
+version until the batch holds `batch_max_size` or `batch_max_delay_ms` has passed (the
+database is the queue of record, so any worker may batch any waiting job; the messages
+of jobs batched elsewhere later find them finished and do nothing). While the model runs
+one batch, the next is claimed and prepared (decode, OCR, resize, tokenise) on CPU
+threads, for at most `batch_drain_seconds`, then the task returns.
+
+A job on its second or later attempt may be what killed a worker, so it runs alone: an
+input that always kills its worker then fails only itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable
+
+from twinlens.core.registry import get_plugin
+from twinlens.services import execution
+from twinlens.services.execution import ClaimedJob
+from twinlens.worker import pipeline
+from twinlens.worker.context import WorkerContext
+from twinlens.worker.pipeline import PreparedBatch
+
+log = logging.getLogger(__name__)
+
+# Set when the worker is asked to stop (SIGTERM): finish what is held, claim nothing more.
+SHUTTING_DOWN = threading.Event()
+
+_pools: dict[str, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(name: str, threads: int) -> ThreadPoolExecutor:
+    with _pools_lock:
+        if name not in _pools:
+            _pools[name] = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix=f"twinlens-{name}")
+        return _pools[name]
+
+
+def by_model(claimed: list[ClaimedJob]) -> list[list[ClaimedJob]]:
+    groups: dict = defaultdict(list)
+    for job in claimed:
+        groups[job.model_version_id].append(job)
+    return list(groups.values())
+
+
+class BatchRunner:
+    def __init__(self, ctx: WorkerContext, should_stop: Callable[[], bool] | None = None):
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.should_stop = should_stop or SHUTTING_DOWN.is_set
+        self.counts = {"claimed": 0, "succeeded": 0, "failed": 0, "skipped": 0, "batches": 0}
+        self._workers = _pool("prepare", self.settings.prepare_threads)
+        self._stager = _pool("stage", 1)  # prepares the next batch while the model runs
+
+    def run(self, claimed: list[ClaimedJob]) -> dict[str, int]:
+        for group in by_model(claimed):
+            self._drain(group)
+        return self.counts
+
+    def _drain(self, group: list[ClaimedJob]) -> None:
+        first = group[0]
+        try:
+            predictor = self.ctx.models.get(first.model_version_id, first.bundle_path, first.model_version)
+            plugin = get_plugin(first.plugin)
+        except Exception as exc:  # a broken bundle or plugin fails these jobs, not the worker
+            log.exception("cannot load model %s", first.model_version)
+            self._count([pipeline.fail(self.ctx, job, f"model {first.model_version} could not be loaded: {exc}") for job in group])
+            return
+        alone = any(job.attempts > 1 for job in group)
+        batch = group if alone else self._fill(group)
+        deadline = time.monotonic() + self.settings.batch_drain_seconds
+        staged: Future | None = self._stager.submit(self._prepare, plugin, predictor, batch)
+        while staged is not None:
+            prepared = staged.result()
+            staged = None
+            if not alone and not self.should_stop() and time.monotonic() < deadline:
+                more = self._claim_more(first.model_version_id, self.settings.batch_max_size)
+                if more:
+                    staged = self._stager.submit(self._prepare, plugin, predictor, more)
+            self._run_model(prepared)
+
+    def _fill(self, group: list[ClaimedJob]) -> list[ClaimedJob]:
+        """Claim more waiting jobs of this model until full or the delay has passed."""
+        batch = list(group)
+        delay = self.settings.batch_max_delay_ms / 1000.0
+        deadline = time.monotonic() + delay
+        while len(batch) < self.settings.batch_max_size:
+            batch += self._claim_more(group[0].model_version_id, self.settings.batch_max_size - len(batch))
+            remaining = deadline - time.monotonic()
+            if len(batch) >= self.settings.batch_max_size or remaining <= 0:
+                break
+            time.sleep(min(remaining, max(delay / 5, 0.002)))
+        return batch
+
+    def _claim_more(self, model_version_id, limit: int) -> list[ClaimedJob]:
+        with self.ctx.db.session() as session:
+            more = execution.claim_more(session, model_version_id, limit)
+        self.counts["claimed"] += len(more)
+        pipeline.observe_since_created(more, "queue_wait")
+        return more
+
+    def _prepare(self, plugin, predictor, jobs: list[ClaimedJob]) -> PreparedBatch:
+        batch = PreparedBatch(plugin=plugin, predictor=predictor)
+        results = self._workers.map(lambda job: pipeline.prepare_job(self.ctx, plugin, predictor, job), jobs)
+        for job, result in zip(jobs, results):
+            if isinstance(result, str):
+                batch.statuses.append(result)
+            else:
+                batch.ready.append((job, *result))
+        return batch
+
+    def _run_model(self, batch: PreparedBatch) -> None:
+        statuses = list(batch.statuses)
+        for job, prediction, extras in pipeline.predict_batch(batch):
+            statuses.append(pipeline.finish(self.ctx, batch.plugin, job, prediction, extras))
+        self.counts["batches"] += 1 if batch.ready else 0
+        self._count(statuses)
+
+    def _count(self, statuses: list[str]) -> None:
+        for status in statuses:
+            self.counts[status] += 1

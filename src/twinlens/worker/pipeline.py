@@ -1,0 +1,134 @@
+"""The steps one job goes through on a worker: prepare, predict (in a batch), decide,
+write. Each step that can fail fails only its own job."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twinlens.blobs import BlobNotFound
+from twinlens.core.errors import InputError
+from twinlens.core.plugin import Plugin, RawInput
+from twinlens.core.prediction import Prediction
+from twinlens.db.base import utcnow
+from twinlens.services import execution
+from twinlens.services.execution import ClaimedJob, JobOutcome
+from twinlens.services.metrics import BATCH_SIZE, JOB_STAGE_SECONDS, JOBS_FINISHED
+from twinlens.worker.context import WorkerContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedBatch:
+    """Jobs of one model version with their inputs turned into model-ready tensors."""
+
+    plugin: Plugin
+    predictor: Any
+    ready: list[tuple[ClaimedJob, Any, dict[str, Any]]] = field(default_factory=list)  # (job, encoded, extras)
+    statuses: list[str] = field(default_factory=list)  # of jobs that already failed
+
+
+def prepare_job(ctx: WorkerContext, plugin: Plugin, predictor: Any, job: ClaimedJob) -> tuple[Any, dict[str, Any]] | str:
+    """Decode, clean, OCR... (the plugin) then resize and tokenise (the engine). CPU work,
+    run on worker threads. Returns (encoded, extras) or the failed job's status."""
+    started = time.perf_counter()
+    try:
+        image = ctx.blobs.get(job.input_blob) if job.input_blob else None
+        raw = RawInput(image_bytes=image, media_type=job.media_type, texts=job.texts, metadata=job.metadata)
+        sample = plugin.prepare(raw)
+        sample.id = str(job.id)
+        encoded = predictor.preprocess(sample)
+    except InputError as exc:
+        return fail(ctx, job, exc.reason, exc.field)
+    except BlobNotFound:
+        return fail(ctx, job, "the input image is no longer stored", "image")
+    except Exception as exc:
+        log.exception("preparing job %s failed", job.id)
+        return fail(ctx, job, f"preprocessing failed: {exc.__class__.__name__}: {exc}")
+    JOB_STAGE_SECONDS.labels(job.plugin, "prepare").observe(time.perf_counter() - started)
+    return encoded, dict(sample.meta.get("extras", {}))
+
+
+def predict_batch(batch: PreparedBatch) -> list[tuple[ClaimedJob, Prediction | Exception, dict[str, Any]]]:
+    """One model call for the batch; if it fails, one by one, so a bad sample fails only
+    its own job (its entry is then the exception)."""
+    if not batch.ready:
+        return []
+    started = time.perf_counter()
+    encoded = [item for _, item, _ in batch.ready]
+    try:
+        predictions: list[Any] = batch.predictor.predict_encoded(encoded)
+    except Exception:
+        log.exception("batch of %d failed; retrying one by one", len(encoded))
+        predictions = [_predict_one(batch.predictor, item) for item in encoded]
+    BATCH_SIZE.labels(batch.plugin.name).observe(len(encoded))
+    JOB_STAGE_SECONDS.labels(batch.plugin.name, "predict").observe(time.perf_counter() - started)
+    return [(job, prediction, extras) for (job, _, extras), prediction in zip(batch.ready, predictions)]
+
+
+def _predict_one(predictor: Any, encoded: Any) -> Any:
+    try:
+        return predictor.predict_encoded([encoded])[0]
+    except Exception as exc:
+        return exc
+
+
+def finish(ctx: WorkerContext, plugin: Plugin, job: ClaimedJob, prediction: Prediction | Exception, extras: dict[str, Any]) -> str:
+    if isinstance(prediction, Exception):
+        return fail(ctx, job, f"the model failed on this input: {prediction.__class__.__name__}: {prediction}")
+    prediction.extras.update(extras)
+    started = time.perf_counter()
+    try:
+        outcome = _outcome(plugin.decide(prediction), prediction)
+    except Exception as exc:
+        log.exception("decide() failed for job %s", job.id)
+        return fail(ctx, job, f"the plugin's decision failed: {exc.__class__.__name__}: {exc}")
+    JOB_STAGE_SECONDS.labels(job.plugin, "decide").observe(time.perf_counter() - started)
+    with ctx.db.session() as session:
+        written = execution.complete_job(session, job, outcome)
+    observe_since_created([job], "total")
+    return counted(job, "succeeded" if written else "skipped")
+
+
+def fail(ctx: WorkerContext, job: ClaimedJob, reason: str, field_name: str | None = None) -> str:
+    with ctx.db.session() as session:
+        written = execution.fail_job(session, job.id, reason, field_name)
+    return counted(job, "failed" if written else "skipped")
+
+
+def counted(job: ClaimedJob, status: str) -> str:
+    """Count a finished job; "skipped" means another worker or a delete got there first."""
+    if status != "skipped":
+        JOBS_FINISHED.labels(job.plugin, status).inc()
+    return status
+
+
+def observe_since_created(jobs: Iterable[ClaimedJob], stage: str) -> None:
+    now = utcnow()
+    for job in jobs:
+        if job.created_at is not None:
+            JOB_STAGE_SECONDS.labels(job.plugin, stage).observe((now - job.created_at).total_seconds())
+
+
+def _outcome(decision: dict[str, Any], prediction: Prediction) -> JobOutcome:
+    data = _jsonable(prediction.to_dict())
+    explanation = {key: data[key] for key in ("contributions", "inputs_present", "zero_shot", "extras")}
+    return JobOutcome(heads=data["heads"], decision=_jsonable(decision), explanation=explanation)
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types only (numpy scalars from plugins become floats/ints)."""
+    return json.loads(json.dumps(value, default=_coerce))
+
+
+def _coerce(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)

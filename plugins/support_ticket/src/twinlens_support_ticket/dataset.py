@@ -57,7 +57,9 @@ def resolve_export(path: Path) -> Path:
     return path
 
 
-def read_export(path: Path, options: DatasetOptions | None = None, *, progress: bool = True) -> Dataset:
+def read_export(path: Path, options: DatasetOptions | None = None, *, progress: bool = True, ocr_photos: bool = True) -> Dataset:
+    """Read an export. `ocr_photos=False` leaves the `ocr` input empty (and runs no OCR):
+    for models that do not use it, or quick experiments."""
     options = options or DatasetOptions()
     export = resolve_export(Path(path))
     cache = OcrCache.beside(export)
@@ -67,7 +69,7 @@ def read_export(path: Path, options: DatasetOptions | None = None, *, progress: 
     rows = list(_rows(export, problems))
     for row in _progress(rows, progress):
         try:
-            samples.append(_sample(row, export.parent, cache, seen, options))
+            samples.append(_sample(row, export.parent, cache if ocr_photos else None, seen, options))
         except BadRow as bad:
             problems.append(RowError(row.line, bad.field, bad.reason))
     cache.save()
@@ -82,7 +84,7 @@ def _progress(rows: list[Row], enabled: bool):
         return rows
     from tqdm.auto import tqdm
 
-    return tqdm(rows, desc="reading tickets (OCR on new photos)", file=sys.stderr, leave=False)
+    return tqdm(rows, desc="reading tickets", file=sys.stderr, leave=False)
 
 
 def _rows(export: Path, problems: list[RowError]) -> Iterator[Row]:
@@ -129,7 +131,7 @@ def _split_attachments(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(";") if part.strip()]
 
 
-def _sample(row: Row, root: Path, cache: OcrCache, seen: set[str], options: DatasetOptions) -> Sample:
+def _sample(row: Row, root: Path, cache: OcrCache | None, seen: set[str], options: DatasetOptions) -> Sample:
     values = row.values
     ticket_id = _ticket_id(values, seen)
     text = ticket_text(_string(values, "subject"), _string(values, "description"))
@@ -178,7 +180,7 @@ def _labels(values: dict[str, Any]) -> dict[str, str | None]:
     return labels
 
 
-def _photo(values: dict[str, Any], root: Path, cache: OcrCache):
+def _photo(values: dict[str, Any], root: Path, cache: OcrCache | None):
     """The first image attachment, decoded (EXIF applied), and the text OCR read from it."""
     attachments = values.get("attachments") or []
     if isinstance(attachments, str):
@@ -197,6 +199,8 @@ def _photo(values: dict[str, Any], root: Path, cache: OcrCache):
         image = decode_image(data)
     except InputError as exc:
         raise BadRow("attachments", f"{images[0]}: {exc.reason}") from None
+    if cache is None:
+        return image, None
     key = content_key(data)
     found, text = cache.get(key)
     if not found:

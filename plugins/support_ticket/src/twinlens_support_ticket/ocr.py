@@ -11,6 +11,8 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from twinlens_support_ticket.ocr_words import restore_spaces
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -20,6 +22,8 @@ MIN_LINE_SCORE = 0.6
 # Photos are shrunk to this long side before OCR: plenty for on-screen text, and the
 # detector's cost grows with the pixel count.
 MAX_SIDE = 1280
+# Bumped when what read_text returns for the same image changes (cached results go stale).
+POSTPROCESS_VERSION = 2  # 2: spaces restored between run-together words
 
 _engine: Any = None
 _engine_lock = threading.Lock()
@@ -61,7 +65,7 @@ def read_lines(image: "Image.Image") -> list[OcrLine]:
 def read_text(image: "Image.Image") -> str | None:
     """All recognised text as one line-separated string, or None when there is none."""
     lines = read_lines(image)
-    return "\n".join(line.text.strip() for line in lines) or None
+    return "\n".join(restore_spaces(line.text.strip()) for line in lines) or None
 
 
 def _line(item: Any) -> OcrLine:

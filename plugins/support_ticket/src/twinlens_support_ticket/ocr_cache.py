@@ -32,7 +32,8 @@ def engine_signature() -> str:
         engine = version("rapidocr-onnxruntime")
     except PackageNotFoundError:
         engine = "unknown"
-    return f"rapidocr-onnxruntime {engine}; min_line_score {ocr.MIN_LINE_SCORE}; max_side {ocr.MAX_SIDE}"
+    return (f"rapidocr-onnxruntime {engine}; min_line_score {ocr.MIN_LINE_SCORE}; max_side {ocr.MAX_SIDE}; "
+            f"postprocess {ocr.POSTPROCESS_VERSION}")
 
 
 class OcrCache:

@@ -38,7 +38,7 @@ def render_photo(plan: TicketPlan, rng: random.Random) -> Image.Image:
     if plan.close_up and device.screen:
         scale, anchor, angle = _screen_framing(device.screen, canvas.width, rng), _centre(device.screen), 5.0
     else:
-        scale, anchor, angle = rng.uniform(0.6, 0.9) * canvas.width / max(device.image.size), None, 25.0
+        scale, anchor, angle = rng.uniform(0.68, 0.95) * canvas.width / max(device.image.size), None, 20.0
     scene.place(canvas, device.image, rng, scale=scale, max_angle=angle, anchor=anchor)
     return scene.light(canvas, rng)
 

@@ -37,8 +37,8 @@ def cracks(device: Image.Image, screen: Box, rng: random.Random) -> None:
         radius = span * rng.uniform(0.06, 0.22) * (ring + 1)
         start = rng.uniform(0, 360)
         box = (impact[0] - radius, impact[1] - radius, impact[0] + radius, impact[1] + radius)
-        draw.arc(box, start=start, end=start + rng.uniform(60, 200), fill=(235, 238, 240, 220), width=2)
-    draw.ellipse((impact[0] - 6, impact[1] - 6, impact[0] + 6, impact[1] + 6), fill=(240, 240, 240, 200))
+        draw.arc(box, start=start, end=start + rng.uniform(60, 200), fill=(235, 238, 240, 225), width=4)
+    draw.ellipse((impact[0] - 12, impact[1] - 12, impact[0] + 12, impact[1] + 12), fill=(240, 240, 240, 210))
     device.alpha_composite(_clip_to(overlay, _box_mask(device.size, screen)))
 
 
@@ -52,8 +52,9 @@ def _crack_ray(draw: ImageDraw.ImageDraw, start, angle: float, length: float, rn
         points.append((x, y))
         if depth < 2 and rng.random() < 0.18:
             _crack_ray(draw, (x, y), angle + rng.choice([-1, 1]) * rng.uniform(0.5, 1.1), length * 0.4, rng, depth + 1)
-    width = 3 if depth == 0 else 2
-    draw.line(points, fill=(245, 248, 250, 235), width=width, joint="curve")
+    # Thick enough to survive the model's ~128 px view of a 384 px photo.
+    width = 6 if depth == 0 else 4
+    draw.line(points, fill=(245, 248, 250, 240), width=width, joint="curve")
 
 
 def stains(device: Image.Image, rng: random.Random) -> None:
@@ -67,11 +68,11 @@ def stains(device: Image.Image, rng: random.Random) -> None:
         centre = (rng.uniform(x0, x1), rng.uniform(y0, y1))
         radius = min(x1 - x0, y1 - y0) * rng.uniform(0.14, 0.3)
         outline = _blob(centre, radius, rng)
-        draw.polygon(outline, fill=(*tone, rng.randint(90, 140)))
-        draw.line([*outline, outline[0]], fill=(*[max(0, c - 60) for c in tone], 210), width=3)
+        draw.polygon(outline, fill=(*tone, rng.randint(130, 180)))
+        draw.line([*outline, outline[0]], fill=(*[max(0, c - 60) for c in tone], 230), width=6)
     for _ in range(rng.randint(4, 10)):
-        cx, cy, r = rng.uniform(x0, x1), rng.uniform(y0, y1), rng.uniform(3, 8)
-        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(*tone, 150), outline=(250, 250, 250, 160))
+        cx, cy, r = rng.uniform(x0, x1), rng.uniform(y0, y1), rng.uniform(6, 14)
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(*tone, 180), outline=(250, 250, 250, 180), width=2)
     overlay = overlay.filter(ImageFilter.GaussianBlur(0.8))
     device.alpha_composite(_clip_to(overlay, device.getchannel("A")))
 
@@ -96,18 +97,18 @@ def scratches(device: Image.Image, body: Box, rng: random.Random) -> None:
     body_colour = device.getpixel((int((x0 + x1) / 2), int(y0 + (y1 - y0) * 0.7)))
     ink = (40, 40, 40) if sum(body_colour[:3]) > 450 else (255, 255, 255)
     directions = [rng.uniform(0, math.pi) for _ in range(rng.randint(1, 3))]
-    for _ in range(rng.randint(25, 50)):
+    for _ in range(rng.randint(18, 32)):
         angle = rng.choice(directions) + rng.uniform(-0.25, 0.25)
         cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
-        half = span * rng.uniform(0.05, 0.22)
+        half = span * rng.uniform(0.08, 0.3)
         dx, dy = math.cos(angle) * half, math.sin(angle) * half
-        draw.line([(cx - dx, cy - dy), (cx + dx, cy + dy)], fill=(*ink, rng.randint(120, 210)), width=rng.choice([1, 2]))
+        draw.line([(cx - dx, cy - dy), (cx + dx, cy + dy)], fill=(*ink, rng.randint(170, 235)), width=rng.choice([3, 4, 5]))
     for _ in range(rng.randint(1, 3)):
         corner = (rng.choice([x0, x1]), rng.choice([y0, y1]))
         r = span * rng.uniform(0.08, 0.15)
         draw.ellipse((corner[0] - r, corner[1] - r, corner[0] + r, corner[1] + r), fill=(235, 235, 230, 90))
     for _ in range(rng.randint(1, 3)):
         cx, cy, r = rng.uniform(x0, x1), rng.uniform(y0, y1), span * rng.uniform(0.03, 0.06)
-        draw.arc((cx - r, cy - r, cx + r, cy + r), start=200, end=340, fill=(0, 0, 0, 170), width=3)
-        draw.arc((cx - r, cy - r + 3, cx + r, cy + r + 3), start=20, end=160, fill=(255, 255, 255, 150), width=2)
+        draw.arc((cx - r, cy - r, cx + r, cy + r), start=200, end=340, fill=(0, 0, 0, 190), width=5)
+        draw.arc((cx - r, cy - r + 4, cx + r, cy + r + 4), start=20, end=160, fill=(255, 255, 255, 170), width=4)
     device.alpha_composite(_clip_to(overlay, device.getchannel("A")))

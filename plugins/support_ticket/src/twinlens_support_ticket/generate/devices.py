@@ -89,7 +89,7 @@ def bowed_rect(box: Box, bow: float, steps: int = 24) -> list[tuple[float, float
 def _slab(draw: ImageDraw.ImageDraw, box: Box, colour: tuple[int, int, int], radius: int, bulge: bool, rng: random.Random) -> None:
     """The device's body: a rounded slab, or a pillow shape when the battery has swollen."""
     if bulge:
-        draw.polygon(bowed_rect(box, rng.uniform(0.12, 0.2)), fill=_rgba(colour))
+        draw.polygon(bowed_rect(box, rng.uniform(0.18, 0.28)), fill=_rgba(colour))
     else:
         draw.rounded_rectangle(box, radius=radius, fill=_rgba(colour), outline=_rgba(_shade(colour, -30)), width=2)
 
@@ -102,11 +102,11 @@ def _swelling(image: Image.Image, box: Box, rng: random.Random) -> None:
     cx, cy = (x0 + x1) / 2 + rng.uniform(-0.1, 0.1) * (x1 - x0), (y0 + y1) / 2
     for step in range(10, 0, -1):
         rx, ry = (x1 - x0) * 0.045 * step, (y1 - y0) * 0.045 * step
-        draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=(255, 255, 255, 9))
+        draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=(255, 255, 255, 14))
     image.alpha_composite(glow)
     seam = ImageDraw.Draw(image)
     side = rng.choice(["left", "right", "top", "bottom"])
-    gap = max(4, int((x1 - x0) * 0.03))
+    gap = max(8, int((x1 - x0) * 0.06))
     edges = {
         "left": [(x0 + 3, y0 + 20), (x0 + 3 + gap, (y0 + y1) / 2), (x0 + 3, y1 - 20)],
         "right": [(x1 - 3, y0 + 20), (x1 - 3 - gap, (y0 + y1) / 2), (x1 - 3, y1 - 20)],
@@ -224,7 +224,7 @@ def _laptop_front(colour, rng, defects, content) -> Device:
 
 
 def _keyboard(draw: ImageDraw.ImageDraw, colour, rng: random.Random, *, missing: bool) -> None:
-    gone = set(rng.sample(range(48), rng.randint(5, 9))) if missing else set()
+    gone = _missing_keys(rng) if missing else set()
     key = _shade(colour, -60) if sum(colour) > 240 else _shade(colour, 40)
     for row in range(4):
         y = 302 + row * 22
@@ -233,13 +233,20 @@ def _keyboard(draw: ImageDraw.ImageDraw, colour, rng: random.Random, *, missing:
         for col in range(12):
             x = inset + 10 + col * step
             cell = (x, y, x + step - 6, y + 16)
-            if row * 12 + col in gone:
-                draw.rectangle(cell, fill=(12, 12, 12, 255))
+            if (row, col) in gone:
+                # Key cap gone: the pale membrane and the scissor clip show.
+                draw.rectangle((cell[0] - 2, cell[1] - 2, cell[2] + 2, cell[3] + 2), fill=(226, 228, 232, 255))
                 cx, cy = (cell[0] + cell[2]) / 2, (cell[1] + cell[3]) / 2
-                draw.line([(cx - 6, cy), (cx + 6, cy)], fill=(245, 245, 245, 255), width=3)
-                draw.line([(cx, cy - 6), (cx, cy + 6)], fill=(245, 245, 245, 255), width=3)
+                draw.line([(cx - 7, cy - 5), (cx + 7, cy + 5)], fill=(60, 60, 64, 255), width=3)
+                draw.line([(cx - 7, cy + 5), (cx + 7, cy - 5)], fill=(60, 60, 64, 255), width=3)
             else:
                 draw.rounded_rectangle(cell, radius=3, fill=_rgba(key))
+
+
+def _missing_keys(rng: random.Random) -> set[tuple[int, int]]:
+    """A few neighbouring keys, as when a cluster pops off together."""
+    row, col = rng.randint(0, 2), rng.randint(0, 8)
+    return {(row + r, col + c) for r in range(2) for c in range(rng.randint(3, 4))}
 
 
 def _laptop_back(colour, rng, defects, content) -> Device:
@@ -335,24 +342,25 @@ def _port_closeup(kind: str, colour, rng: random.Random, defects: Defects) -> De
 def _broken_port(image: Image.Image, colour, rng: random.Random) -> None:
     """A bent, torn port: skewed opening, bent tongue, cracks and a chipped edge."""
     draw = ImageDraw.Draw(image)
-    skew = rng.uniform(8, 18) * rng.choice([-1, 1])
+    skew = rng.uniform(18, 30) * rng.choice([-1, 1])
     opening = [(188, 104 - skew * 0.3), (292, 106 + skew * 0.5), (288, 138 + skew * 0.3), (192, 134 - skew * 0.4)]
     draw.polygon(opening, fill=(10, 10, 10, 255), outline=(170, 160, 150, 255))
-    draw.line([(206, 122), (240, 120 + skew * 0.6), (270, 116 + skew)], fill=(150, 150, 156, 255), width=5)
+    draw.line([(206, 122), (240, 120 + skew * 0.6), (270, 116 + skew)], fill=(190, 190, 196, 255), width=8)
     for _ in range(rng.randint(4, 7)):
         x, y = rng.choice(opening)
         angle = rng.uniform(0, 2 * math.pi)
         points = [(x, y)]
         for _ in range(3):
             angle += rng.uniform(-0.5, 0.5)
-            x, y = x + math.cos(angle) * rng.uniform(12, 30), y + math.sin(angle) * rng.uniform(8, 20)
+            x, y = x + math.cos(angle) * rng.uniform(16, 36), y + math.sin(angle) * rng.uniform(10, 24)
             points.append((x, y))
-        draw.line(points, fill=_rgba(_shade(colour, -70)), width=2)
+        crack = (20, 20, 20) if sum(colour) > 300 else (235, 235, 235)
+        draw.line(points, fill=_rgba(crack), width=4)
     chip_x = rng.uniform(200, 280)
-    draw.polygon([(chip_x - 22, 40), (chip_x + 20, 40), (chip_x + 4, 62)], fill=(0, 0, 0, 0))
+    draw.polygon([(chip_x - 34, 40), (chip_x + 30, 40), (chip_x + 4, 78)], fill=(0, 0, 0, 0))
     for _ in range(rng.randint(6, 12)):
         dx, dy = rng.uniform(170, 310), rng.uniform(140, 185)
-        draw.ellipse((dx - 2, dy - 2, dx + 2, dy + 2), fill=(90, 80, 70, 255))
+        draw.ellipse((dx - 4, dy - 4, dx + 4, dy + 4), fill=(90, 80, 70, 255))
 
 
 _DRAWERS = {

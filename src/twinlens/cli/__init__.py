@@ -22,3 +22,4 @@ from twinlens.cli import engine, plugins  # noqa: E402,F401
 # Service commands (serve, worker, db ...) register in twinlens/cli/service.py,
 # imported here by one line: `from twinlens.cli import service`.
 from twinlens.cli import service  # noqa: E402,F401
+from twinlens.cli import workers  # noqa: E402,F401  (twinlens worker: the Celery fleet)

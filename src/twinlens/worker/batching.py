@@ -75,8 +75,10 @@ class BatchRunner:
             return
         alone = any(job.attempts > 1 for job in group)
         batch = group if alone else self._fill(group)
-        deadline = time.monotonic() + self.settings.batch_drain_seconds
+        started = time.monotonic()
+        deadline = started + self.settings.batch_drain_seconds
         staged: Future | None = self._stager.submit(self._prepare, plugin, predictor, batch)
+        batches = self.counts["batches"]
         while staged is not None:
             prepared = staged.result()
             staged = None
@@ -85,6 +87,7 @@ class BatchRunner:
                 if more:
                     staged = self._stager.submit(self._prepare, plugin, predictor, more)
             self._run_model(prepared)
+        log.info("model %s: %d batch(es) in %.2fs", first.model_version, self.counts["batches"] - batches, time.monotonic() - started)
 
     def _fill(self, group: list[ClaimedJob]) -> list[ClaimedJob]:
         """Claim more waiting jobs of this model until full or the delay has passed."""

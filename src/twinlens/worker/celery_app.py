@@ -1,0 +1,131 @@
+"""The production worker fleet: Celery on Redis running the same task code as the
+embedded worker.
+
+Delivery guarantees come from the database, not the broker: messages carry job ids only,
+are acknowledged late (after the task), are redelivered if a worker dies holding them
+(reject on worker lost), and each worker takes one message at a time (prefetch 1). A task
+that is redelivered finds its job already finished and does nothing. A sweeper thread in
+every worker re-publishes jobs the broker lost (a flushed or restarted Redis) and
+re-queues jobs whose worker died; a Redis lock keeps one sweep per interval fleet-wide.
+
+Nothing here touches CUDA: models load lazily inside the process that runs the task, so a
+prefork pool never forks a CUDA context. On a GPU run one solo-pool worker per GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import Celery, signals
+
+from twinlens.queue import PREDICT_TASK, WEBHOOK_TASK
+from twinlens.settings import Settings, get_settings
+from twinlens.worker import tasks
+from twinlens.worker.batching import SHUTTING_DOWN
+from twinlens.worker.context import set_context
+
+log = logging.getLogger(__name__)
+
+SWEEP_LOCK = "twinlens:sweep-lock"
+PURGE_EVERY = 3600.0
+
+
+def make_celery(settings: Settings) -> Celery:
+    if not settings.broker_url:
+        raise ValueError("TWINLENS_BROKER_URL is not set: without a broker jobs run in `twinlens serve` itself")
+    app = Celery("twinlens", broker=settings.broker_url)
+    limit = settings.task_time_limit_seconds
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=limit,
+        task_soft_time_limit=limit * 0.9,
+        # The hard limit stays below the visibility timeout (Settings checks it), so Redis
+        # never hands a message to a second worker while the first is still within time.
+        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_seconds},
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    _register_tasks(app)
+    return app
+
+
+def _register_tasks(app: Celery) -> None:
+    @app.task(name=PREDICT_TASK)
+    def predict(job_ids: list[str]) -> dict[str, int]:
+        return tasks.run_predict_jobs(job_ids)
+
+    @app.task(name=WEBHOOK_TASK)
+    def deliver_webhook(delivery_id: str) -> str | None:
+        return tasks.deliver_webhook(delivery_id)
+
+
+# -- process lifecycle ------------------------------------------------------------------
+
+
+@signals.worker_process_init.connect
+def _fresh_child_state(**_: Any) -> None:
+    # A forked pool process must not reuse the parent's database connections.
+    set_context(None)
+
+
+@signals.worker_shutting_down.connect
+def _stop_claiming(**_: Any) -> None:
+    # Warm shutdown: the running task finishes the batches it holds and claims no more.
+    SHUTTING_DOWN.set()
+
+
+@signals.worker_ready.connect
+def _start_sweeper(**_: Any) -> None:
+    Sweeper(get_settings()).start()
+
+
+class Sweeper:
+    """Every `sweep_interval_seconds`, one worker of the fleet recovers lost work."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._stop = threading.Event()
+        self._last_purge = 0.0
+
+    def start(self) -> "Sweeper":
+        threading.Thread(target=self._loop, name="twinlens-sweeper", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        import time
+
+        while not self._stop.wait(self.settings.sweep_interval_seconds):
+            if SHUTTING_DOWN.is_set():
+                return
+            try:
+                if self._acquire_turn():
+                    log.info("sweep: %s", tasks.sweep())
+                    if time.monotonic() - self._last_purge > PURGE_EVERY:
+                        self._last_purge = time.monotonic()
+                        tasks.purge_expired_inputs()
+            except Exception:  # the broker or database may be restarting; try next round
+                log.exception("sweep failed")
+
+    def _acquire_turn(self) -> bool:
+        import redis
+
+        client = redis.Redis.from_url(self.settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
+        try:
+            ttl = max(1, int(self.settings.sweep_interval_seconds * 0.8))
+            return bool(client.set(SWEEP_LOCK, "1", nx=True, ex=ttl))
+        finally:
+            client.close()

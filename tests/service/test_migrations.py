@@ -10,14 +10,16 @@ import zipfile
 from importlib.resources import files
 from pathlib import Path
 
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 from twinlens.db.base import Base
-from twinlens.db.migrate import current_revision, downgrade, schema_differences, upgrade
+from twinlens.db.migrate import alembic_config, current_revision, downgrade, schema_differences, upgrade
 from twinlens.db.session import Database
 
 TWINLENS = str(Path(sys.executable).with_name("twinlens"))
 ROOT = Path(__file__).resolve().parents[2]
+HEAD = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 def _check_from_empty(url: str) -> None:
@@ -25,7 +27,7 @@ def _check_from_empty(url: str) -> None:
     try:
         assert current_revision(database.engine) is None
         upgrade(database.engine)
-        assert current_revision(database.engine) == "0001"
+        assert current_revision(database.engine) == HEAD
         assert set(inspect(database.engine).get_table_names()) >= set(Base.metadata.tables)
         assert schema_differences(database.engine) == []
         upgrade(database.engine)  # applying again is a no-op
@@ -62,7 +64,7 @@ def test_cli_db_upgrade_and_check(tmp_path):
     env = {**os.environ, "TWINLENS_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", "TWINLENS_DATA_DIR": str(tmp_path)}
     upgraded = subprocess.run([TWINLENS, "db", "upgrade"], capture_output=True, text=True, env=env, timeout=120)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "revision 0001" in upgraded.stdout
+    assert f"revision {HEAD}" in upgraded.stdout
     checked = subprocess.run([TWINLENS, "db", "check"], capture_output=True, text=True, env=env, timeout=120)
     assert checked.returncode == 0, checked.stderr
     assert "agree" in checked.stdout
@@ -82,5 +84,6 @@ def test_the_wheel_carries_the_migrations(tmp_path):
     assert built.returncode == 0, built.stderr
     (wheel,) = tmp_path.glob("twinlens-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ("twinlens/migrations/env.py", "twinlens/migrations/script.py.mako", "twinlens/migrations/versions/0001_initial_schema.py"):
+    for needed in ("twinlens/migrations/env.py", "twinlens/migrations/script.py.mako",
+                   "twinlens/migrations/versions/0001_initial_schema.py", "twinlens/migrations/versions/0002_training_runs.py"):
         assert needed in names, needed

@@ -15,6 +15,8 @@ from twinlens.db.base import Base, UTCDateTime, new_id, utcnow
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 FINISHED_STATUSES = ("succeeded", "failed", "canceled")
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
+TRAINING_STATUSES = ("queued", "running", "succeeded", "failed")
+FINISHED_TRAINING_STATUSES = ("succeeded", "failed")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -180,3 +182,35 @@ class AuditEvent(Base):
     target: Mapped[str] = mapped_column(String(255), default="")
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TrainingRun(Base):
+    """One request to train a model, run by a worker on the `training` queue. The row is
+    the run's whole state; the broker message carries only its id."""
+
+    __tablename__ = "training_runs"
+    __table_args__ = (
+        Index("ix_training_runs_tenant_page", "tenant_id", "created_at", "id"),
+        Index("ix_training_runs_status_created", "status", "created_at"),
+        CheckConstraint(_one_of("status", TRAINING_STATUSES), name="status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    # Who asked: None for the operator (no API key involved).
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    plugin: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    # Resolved at submission: absolute paths, dataset options, the full model spec and
+    # training config, so the run trains what was accepted whatever defaults change later.
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    model_version_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    # Validation metrics summary (per-head scalars and means; the bundle keeps the full report).
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    model_version: Mapped[ModelVersion | None] = relationship(lazy="joined")

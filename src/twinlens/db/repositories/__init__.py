@@ -4,6 +4,7 @@ from twinlens.db.repositories.audit import AuditRepository
 from twinlens.db.repositories.jobs import JobPage, JobRepository
 from twinlens.db.repositories.models import ModelRepository
 from twinlens.db.repositories.tenants import TenantRepository
+from twinlens.db.repositories.training import TrainingRunPage, TrainingRunRepository
 from twinlens.db.repositories.webhooks import WebhookRepository
 
 __all__ = [
@@ -12,5 +13,7 @@ __all__ = [
     "JobRepository",
     "ModelRepository",
     "TenantRepository",
+    "TrainingRunPage",
+    "TrainingRunRepository",
     "WebhookRepository",
 ]

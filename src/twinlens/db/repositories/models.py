@@ -36,6 +36,9 @@ class ModelRepository:
     def with_hash(self, plugin: str, tenant_id: uuid.UUID | None, content_hash: str) -> ModelVersion | None:
         return self.session.scalar(self._scope(plugin, tenant_id).where(ModelVersion.content_hash == content_hash))
 
+    def with_bundle_path(self, bundle_path: str) -> list[ModelVersion]:
+        return list(self.session.scalars(select(ModelVersion).where(ModelVersion.bundle_path == bundle_path)))
+
     def deactivate_scope(self, plugin: str, tenant_id: uuid.UUID | None) -> None:
         scope = ModelVersion.tenant_id.is_(None) if tenant_id is None else ModelVersion.tenant_id == tenant_id
         self.session.execute(

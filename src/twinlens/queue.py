@@ -21,11 +21,17 @@ log = logging.getLogger(__name__)
 
 PREDICT_TASK = "twinlens.predict"
 WEBHOOK_TASK = "twinlens.deliver_webhook"
+TRAIN_TASK = "twinlens.train"
+# Training has its own queue (and its own workers), so hours of training never hold up
+# predictions, and neither does a slow domain hold up another (one predict queue each).
+TRAINING_QUEUE = "training"
+WEBHOOK_QUEUE = "webhooks"
 
 
 class LocalConsumer(Protocol):
     def submit_predict(self, job_id: str, plugin: str) -> None: ...
     def submit_webhook(self, delivery_id: str, delay_seconds: float) -> None: ...
+    def submit_training(self, run_id: str) -> None: ...
     def health(self) -> dict[str, Any]: ...
 
 
@@ -74,13 +80,26 @@ def publish_webhook(delivery_id: uuid.UUID | str, delay_seconds: float = 0.0) ->
     """Ask a worker to attempt one webhook delivery after `delay_seconds`."""
     delivery_id = str(delivery_id)
     if _broker_url is not None:
-        _celery_client().send_task(WEBHOOK_TASK, args=[delivery_id], countdown=max(0.0, delay_seconds), queue="webhooks")
+        _celery_client().send_task(WEBHOOK_TASK, args=[delivery_id], countdown=max(0.0, delay_seconds), queue=WEBHOOK_QUEUE)
         return
     consumer = _local
     if consumer is None:
         log.warning("no worker in this process; delivery %s waits for a sweep", delivery_id)
         return
     consumer.submit_webhook(delivery_id, delay_seconds)
+
+
+def publish_training(run_id: uuid.UUID | str) -> None:
+    """Ask a training worker to run one queued training run."""
+    run_id = str(run_id)
+    if _broker_url is not None:
+        _celery_client().send_task(TRAIN_TASK, args=[run_id], queue=TRAINING_QUEUE)
+        return
+    consumer = _local
+    if consumer is None:
+        log.warning("no worker in this process; training run %s stays queued until one sweeps it", run_id)
+        return
+    consumer.submit_training(run_id)
 
 
 def predict_queue(plugin: str) -> str:

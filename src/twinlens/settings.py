@@ -70,7 +70,16 @@ class Settings(BaseSettings):
     # Celery on Redis: a hard task limit below the broker's visibility timeout, so a message
     # is never handed to a second worker while the first is still legitimately on it.
     task_time_limit_seconds: float = 300.0
-    broker_visibility_timeout_seconds: float = 900.0
+    # Training runs (the `training` queue) get their own, much longer limit. Redis keeps one
+    # set of unacknowledged messages for every queue and any worker may hand one back once
+    # the visibility timeout passes, so every worker of a fleet that serves the training
+    # queue needs a visibility timeout above this limit (checked below). A long timeout costs
+    # predictions nothing: the sweeper, not redelivery, recovers their lost jobs.
+    training_time_limit_seconds: float = 6 * 3600.0
+    broker_visibility_timeout_seconds: float = 7 * 3600.0
+    # A run still `running` this long after the training limit lost its worker; it is failed
+    # (not retried: a second attempt could race the first for the output folder).
+    training_stale_grace_seconds: float = 600.0
     sweep_interval_seconds: float = 30.0
     # torch threads per worker process; 1 suits several processes sharing a CPU.
     worker_torch_threads: int | None = None
@@ -102,6 +111,9 @@ class Settings(BaseSettings):
     def _time_limits_fit(self) -> "Settings":
         if self.task_time_limit_seconds >= self.broker_visibility_timeout_seconds:
             raise ValueError("task_time_limit_seconds must be below broker_visibility_timeout_seconds")
+        if self.training_time_limit_seconds >= self.broker_visibility_timeout_seconds:
+            raise ValueError("training_time_limit_seconds must be below broker_visibility_timeout_seconds "
+                             "(a worker serving the training queue would see its run handed to another)")
         if self.batch_drain_seconds >= self.task_time_limit_seconds:
             raise ValueError("batch_drain_seconds must be below task_time_limit_seconds")
         return self

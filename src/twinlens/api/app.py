@@ -16,7 +16,7 @@ from twinlens import __version__, queue
 from twinlens.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from twinlens.api.openapi_docs import install_openapi
 from twinlens.api.problems import install_problem_handlers
-from twinlens.api.routes import health, jobs, keys, models, plugins
+from twinlens.api.routes import health, jobs, keys, models, plugins, training
 from twinlens.blobs import LocalBlobStore
 from twinlens.db.session import Database
 from twinlens.services.bootstrap import bootstrap
@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
 
     app = FastAPI(title="TwinLens", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings, app.state.db, app.state.blobs = settings, db, blobs
-    for router in (jobs.router, models.router, plugins.router, keys.router, health.router):
+    for router in (jobs.router, models.router, training.router, plugins.router, keys.router, health.router):
         app.include_router(router)
     install_problem_handlers(app)
     install_openapi(app)

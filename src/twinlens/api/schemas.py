@@ -9,7 +9,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from twinlens.services.views import ApiKeyView, DeliveryView, FeedbackView, ModelVersionView
+from twinlens.core.plugin import DatasetOptions
+from twinlens.db.models import TrainingRun
+from twinlens.services.views import ApiKeyView, DeliveryView, FeedbackView, ModelVersionRef, ModelVersionView
 
 LabelValue = str | list[str] | float
 
@@ -109,3 +111,77 @@ class Health(BaseModel):
     status: str
     checks: dict[str, Any] = Field(default_factory=dict)
     time: datetime | None = None
+
+
+# -- training runs ---------------------------------------------------------------------------
+
+TrainingStatus = Literal["queued", "running", "succeeded", "failed"]
+
+
+class TrainingRunCreate(BaseModel):
+    """Train a model on data the server (and its training workers) can read."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    plugin: str = Field(min_length=1, max_length=100, description="Registered plugin name, e.g. generic")
+    data_path: str = Field(min_length=1, max_length=4096, description="Absolute path of training data in a format the plugin reads")
+    output_dir: str = Field(
+        min_length=1, max_length=4096,
+        description="Absolute path of the bundle folder to write: new, empty, or an earlier bundle (it is replaced)",
+    )
+    scope: Literal["global", "tenant"] = Field("global", description="Who may use the registered model")
+    epochs: int | None = Field(None, ge=1, le=10_000)
+    batch_size: int | None = Field(None, ge=1, le=65_536)
+    seed: int | None = Field(None, ge=0)
+    fusion: str | None = Field(None, min_length=1, max_length=100, description="Fusion strategy, e.g. concat, gated, cross_attention")
+    modalities: list[str] | None = Field(None, min_length=1, max_length=16, description='e.g. ["image"] for an image-only model')
+    image_encoder: str | None = Field(None, min_length=1, max_length=200, description="timm model name")
+    text_encoder: str | None = Field(None, min_length=1, max_length=4096, description="Hugging Face model name or local folder")
+    model_spec: dict[str, Any] | None = Field(
+        None, description="ModelSpec fields (partial or full) merged over the plugin's default; the options above win"
+    )
+    train_config: dict[str, Any] | None = Field(None, description="TrainConfig fields merged over the plugin's training defaults")
+    dataset: DatasetOptions | None = Field(None, description="How to read a table: column names, task kinds, bad-row policy")
+
+
+class TrainingRunError(BaseModel):
+    field: str | None = None
+    reason: str
+    rows: list[dict[str, Any]] | None = Field(None, description="Bad data rows (line, field, reason), when the data was at fault")
+
+
+class TrainingRunView(BaseModel):
+    id: uuid.UUID
+    plugin: str
+    status: TrainingStatus
+    request: dict[str, Any] = Field(description="What is trained: resolved paths, dataset options, model spec, training config")
+    attempts: int
+    error: TrainingRunError | None
+    model_version: ModelVersionRef | None = Field(description="The registered (inactive) model, once the run succeeded")
+    metrics: dict[str, Any] | None = Field(description="Validation metrics summary; the model version has the full report")
+    created_by_key_id: uuid.UUID | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TrainingRunList(BaseModel):
+    data: list[TrainingRunView]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next (older) page; null at the end")
+
+
+def training_run_view(run: TrainingRun) -> TrainingRunView:
+    model = run.model_version
+    return TrainingRunView(
+        id=run.id,
+        plugin=run.plugin,
+        status=run.status,
+        request=run.request,
+        attempts=run.attempts,
+        error=TrainingRunError(**run.error) if run.error else None,
+        model_version=ModelVersionRef(id=model.id, version=model.version) if model is not None else None,
+        metrics=run.metrics,
+        created_by_key_id=run.api_key_id,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+    )

@@ -20,7 +20,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from twinlens.queue import PREDICT_TASK, WEBHOOK_TASK
+from twinlens.queue import PREDICT_TASK, TRAIN_TASK, WEBHOOK_TASK
 from twinlens.settings import Settings, get_settings
 from twinlens.worker import tasks
 from twinlens.worker.batching import SHUTTING_DOWN
@@ -56,11 +56,11 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
-    _register_tasks(app)
+    _register_tasks(app, settings)
     return app
 
 
-def _register_tasks(app: Celery) -> None:
+def _register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name=PREDICT_TASK)
     def predict(job_ids: list[str]) -> dict[str, int]:
         return tasks.run_predict_jobs(job_ids)
@@ -68,6 +68,13 @@ def _register_tasks(app: Celery) -> None:
     @app.task(name=WEBHOOK_TASK)
     def deliver_webhook(delivery_id: str) -> str | None:
         return tasks.deliver_webhook(delivery_id)
+
+    # Training takes hours, not seconds: its own limits (below the visibility timeout too).
+    # The soft limit raises inside the run, which then records that it ran out of time.
+    training_limit = settings.training_time_limit_seconds
+    @app.task(name=TRAIN_TASK, time_limit=training_limit, soft_time_limit=training_limit * 0.95)
+    def train(run_id: str) -> str | None:
+        return tasks.run_training(run_id)
 
 
 # -- process lifecycle ------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The embedded worker: the same task code on threads inside `twinlens serve`.
 
 Used when no broker is configured. One thread runs predictions (draining whatever is
-waiting into one batch), one schedules webhook attempts and periodic sweeps, and a
-small pool sends webhooks so a slow receiver never delays predictions.
+waiting into one batch), one schedules webhook attempts and periodic sweeps, a small
+pool sends webhooks so a slow receiver never delays predictions, and one thread trains,
+one run at a time, so hours of training never hold up a prediction.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class InProcessWorker:
         self._wake = threading.Condition()
         self._stop = threading.Event()
         self._senders = ThreadPoolExecutor(max_workers=webhook_threads, thread_name_prefix="twinlens-webhook")
+        self._training: stdlib_queue.Queue[str] = stdlib_queue.Queue()
+        self._training_pending: set[str] = set()
         self._threads: list[threading.Thread] = []
         self.batches_run = 0
 
@@ -61,12 +64,20 @@ class InProcessWorker:
             heapq.heappush(self._timers, (time.monotonic() + max(0.0, delay_seconds), next(self._timer_seq), delivery_id))
             self._wake.notify()
 
+    def submit_training(self, run_id: str) -> None:
+        with self._pending_lock:
+            if run_id in self._training_pending:  # a sweep re-publishing a run already waiting
+                return
+            self._training_pending.add(run_id)
+        self._training.put(run_id)
+
     def health(self) -> dict[str, Any]:
         return {
             "mode": "in-process",
             "alive": bool(self._threads) and all(thread.is_alive() for thread in self._threads),
             "loaded_models": self.context.models.loaded(),
             "waiting_jobs": self._jobs.qsize(),
+            "waiting_training_runs": self._training.qsize(),
         }
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -75,6 +86,7 @@ class InProcessWorker:
         self._threads = [
             threading.Thread(target=self._predict_loop, args=(preload,), name="twinlens-predict", daemon=True),
             threading.Thread(target=self._schedule_loop, name="twinlens-scheduler", daemon=True),
+            threading.Thread(target=self._training_loop, name="twinlens-training", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -131,6 +143,20 @@ class InProcessWorker:
                 self.context.models.get(model_id, path, version)
         except Exception:
             log.exception("preloading models failed; they load on first use")
+
+    # -- training -----------------------------------------------------------------------------
+    def _training_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                run_id = self._training.get(timeout=0.2)
+            except stdlib_queue.Empty:
+                continue
+            with self._pending_lock:
+                self._training_pending.discard(run_id)
+            try:
+                tasks.run_training(run_id, self.context)
+            except Exception:  # the run stays running; the sweep fails it once it is overdue
+                log.exception("training run %s failed unexpectedly", run_id)
 
     # -- webhooks and sweeps --------------------------------------------------------------------
     def _schedule_loop(self) -> None:

@@ -13,8 +13,10 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 
-from twinlens.queue import publish_predict, publish_webhook
-from twinlens.services import execution, webhooks
+from twinlens.core.errors import InputError, TwinLensError
+from twinlens.core.spec import ModelSpec, TrainConfig
+from twinlens.queue import publish_predict, publish_training, publish_webhook
+from twinlens.services import execution, training, webhooks
 from twinlens.services.metrics import WEBHOOK_ATTEMPTS
 from twinlens.worker import pipeline
 from twinlens.worker.batching import BatchRunner
@@ -71,10 +73,77 @@ def sweep(context: WorkerContext | None = None, *, queued_older_than: float | No
         publish_predict(job_id, plugin)
     for delivery_id in due:
         publish_webhook(delivery_id, 0.0)
-    return {"requeued": requeued, "republished": len(queued), "deliveries": len(due)}
+    return {"requeued": requeued, "republished": len(queued), "deliveries": len(due), **sweep_training(ctx, older)}
+
+
+def sweep_training(ctx: WorkerContext, queued_older_than: float) -> dict[str, int]:
+    """Fail training runs whose worker vanished; re-publish queued ones the broker lost."""
+    with ctx.db.session() as session:
+        lost = training.fail_lost_runs(session, ctx.settings)
+    with ctx.db.session() as session:
+        queued = training.queued_runs(session, older_than=queued_older_than)
+    for run_id in queued:
+        publish_training(run_id)
+    return {"training_failed": lost, "training_republished": len(queued)}
 
 
 def purge_expired_inputs(context: WorkerContext | None = None) -> int:
     ctx = context or get_context()
     with ctx.db.session() as session:
         return execution.purge_expired_inputs(session, ctx.blobs, ctx.settings.retention_days)
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+def run_training(run_id: str | uuid.UUID, context: WorkerContext | None = None) -> str | None:
+    """Claim one training run, train, and register the bundle (inactive). Returns the run's
+    final status, or None when the run was not ours to take (already taken or finished)."""
+    ctx = context or get_context()
+    with ctx.db.session() as session:
+        claimed = training.claim_run(session, uuid.UUID(str(run_id)))
+    if claimed is None:
+        return None
+    log.info("training run %s (attempt %d): plugin %s, data %s -> %s", claimed.id, claimed.attempt,
+             claimed.plugin, claimed.data_path, claimed.output_dir)
+    try:
+        outcome = _train(claimed)
+        with ctx.db.session() as session:
+            run = training.complete_run(session, claimed, outcome)
+        return run.status if run is not None else None
+    except Exception as exc:  # the run records why; nothing is half-registered
+        log.warning("training run %s failed: %s", claimed.id, exc, exc_info=not isinstance(exc, TwinLensError))
+        with ctx.db.session() as session:
+            training.fail_run(session, claimed, training.describe_failure(exc))
+        return "failed"
+
+
+def _train(claimed: training.ClaimedRun) -> training.TrainingOutcome:
+    from twinlens.core.plugin import DatasetOptions
+    from twinlens.core.registry import check_schema_matches, get_plugin
+    from twinlens.core.training import train_model  # the engine (torch) loads with the first run
+
+    plugin = get_plugin(claimed.plugin)
+    spec = ModelSpec.model_validate(claimed.model_spec)
+    config = TrainConfig.model_validate(claimed.train_config)
+    _check_engine_names(spec)  # before spending time on the data
+    dataset = plugin.read_dataset(claimed.data_path, DatasetOptions(**claimed.dataset))
+    check_schema_matches(plugin, dataset.label_schema)
+    result = train_model(plugin, dataset, out_dir=claimed.output_dir, spec=spec, config=config)
+    return training.TrainingOutcome(
+        bundle_dir=result.bundle_dir, metrics=result.metrics, epochs_run=len(result.history),
+        data_rows=len(dataset.samples), skipped_rows=len(dataset.skipped),
+    )
+
+
+def _check_engine_names(spec: ModelSpec) -> None:
+    """Names only the engine can check (the API cannot import it): fusion and timm model."""
+    import timm
+
+    from twinlens.core.fusion import FUSIONS
+
+    if spec.fusion not in FUSIONS:
+        raise InputError("fusion", f"{spec.fusion!r} is unknown; choose from {', '.join(sorted(FUSIONS))}")
+    name = spec.image_encoder.name
+    if name not in timm.list_models() and name not in timm.list_models(pretrained=True):
+        raise InputError("image_encoder", f"{name!r} is not a timm model name")

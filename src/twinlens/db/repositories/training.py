@@ -108,3 +108,11 @@ class TrainingRunRepository:
             .execution_options(synchronize_session=False)
         )
         return result.rowcount == 1
+
+    def link_model(self, run_id: uuid.UUID, model_version_id: uuid.UUID) -> None:
+        self.session.execute(
+            update(TrainingRun)
+            .where(TrainingRun.id == run_id)
+            .values(model_version_id=model_version_id)
+            .execution_options(synchronize_session=False)
+        )

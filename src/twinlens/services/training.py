@@ -1,0 +1,383 @@
+"""Training runs: an admin asks for a model to be trained on data the server can read; a
+worker on the `training` queue trains it and registers the bundle (inactive: activating
+it stays an admin's decision).
+
+Submission checks everything that can be checked without the engine (plugin, paths,
+model spec and training config), stores the run with everything resolved, and publishes
+its id after commit. The worker's side (claim, complete, fail) are conditional updates,
+idempotent by run id and attempt, like the jobs' in execution.py. Torch-free: the API
+imports this module; the worker does the training itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session
+
+from twinlens.core.bundle_files import CONFIG_NAME, FORMAT
+from twinlens.core.errors import DatasetError, InputError, PluginError, TwinLensError, UnknownPluginError
+from twinlens.core.plugin import DatasetOptions, Plugin
+from twinlens.core.registry import get_plugin
+from twinlens.core.spec import ModelSpec, TrainConfig
+from twinlens.db.base import utcnow
+from twinlens.db.models import TrainingRun
+from twinlens.db.repositories import AuditRepository, ModelRepository, TenantRepository, TrainingRunRepository
+from twinlens.db.session import after_commit
+from twinlens.queue import publish_training
+from twinlens.services import models
+from twinlens.services.errors import Conflict, NotFound, ServiceError
+from twinlens.services.jobs import decode_cursor, encode_cursor
+from twinlens.services.keys import Principal
+from twinlens.settings import Settings
+
+Scope = Literal["global", "tenant"]
+# Replaced wholesale by an override, never merged key by key (their keys are free-form).
+OPAQUE_SPEC_KEYS = ("kwargs", "fusion_options", "config_overrides")
+MAX_ERROR_ROWS = 50
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    """What an admin asks for; None means the plugin's default."""
+
+    plugin: str
+    data_path: str
+    output_dir: str
+    scope: Scope = "global"
+    epochs: int | None = None
+    batch_size: int | None = None
+    seed: int | None = None
+    fusion: str | None = None
+    modalities: list[str] | None = None
+    image_encoder: str | None = None
+    text_encoder: str | None = None
+    # ModelSpec / TrainConfig fields (partial or full), merged over the plugin's defaults;
+    # the named options above win over them.
+    model_spec: dict[str, Any] | None = None
+    train_config: dict[str, Any] | None = None
+    # DatasetOptions fields actually given (unset ones keep the reader's defaults).
+    dataset: dict[str, Any] = field(default_factory=dict)
+
+
+# -- submission (API side) ----------------------------------------------------------------
+
+
+def submit_run(session: Session, principal: Principal, request: TrainingRequest) -> TrainingRun:
+    """Validate and store a queued run; its id is published once the caller commits."""
+    principal.require_admin()
+    plugin = _plugin(request.plugin)
+    resolved = {
+        "data_path": str(_data_path(request.data_path)),
+        "output_dir": str(_output_dir(session, request.output_dir)),
+        "scope": request.scope,
+        "dataset": _dataset_options(request.dataset),
+        "model_spec": resolve_model_spec(plugin, request).model_dump(mode="json"),
+        "train_config": resolve_train_config(plugin, request).model_dump(mode="json"),
+        "overrides": _given_overrides(request),
+    }
+    run = TrainingRunRepository(session).add(TrainingRun(
+        tenant_id=principal.tenant_id, api_key_id=principal.key_id, plugin=plugin.name, status="queued", request=resolved,
+    ))
+    AuditRepository(session).record("training.submit", tenant_id=principal.tenant_id, api_key_id=principal.key_id,
+                                    target=f"training_run:{run.id}", details={"plugin": plugin.name, **resolved["overrides"]})
+    run_id = run.id
+    after_commit(session, lambda: publish_training(run_id))
+    return run
+
+
+def _plugin(name: str) -> Plugin:
+    try:
+        return get_plugin(name)
+    except (UnknownPluginError, PluginError) as exc:
+        raise InputError("plugin", str(exc)) from exc
+
+
+def _absolute(field_name: str, raw: str) -> Path:
+    """Paths are the server's (and the workers'), given absolute: a relative one would
+    mean something different in each process."""
+    try:
+        path = Path(raw)
+        if not path.is_absolute():
+            raise InputError(field_name, f"{raw!r} is not an absolute path on the server")
+        return path.resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # NUL bytes, symlink loops
+        raise InputError(field_name, f"not a usable path: {exc.__class__.__name__}") from exc
+
+
+def _data_path(raw: str) -> Path:
+    path = _absolute("data_path", raw)
+    if not _exists(path):
+        raise InputError("data_path", f"{path} does not exist on the server")
+    return path
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # too long a name, permission denied on a parent
+        return False
+
+
+def _output_dir(session: Session, raw: str) -> Path:
+    """A new or empty folder, or an earlier bundle: the engine replaces the folder
+    wholesale, so anything else in it would be lost."""
+    path = _absolute("output_dir", raw)
+    if _exists(path):
+        _check_replaceable(path)
+    else:
+        _check_creatable(path)
+    registered = ModelRepository(session).with_bundle_path(str(path))
+    if registered:
+        raise Conflict(f"{path} is the bundle of registered model {registered[0].id}; training would replace its files",
+                       model_id=str(registered[0].id))
+    busy = [run for run in TrainingRunRepository(session).open_runs() if run.request.get("output_dir") == str(path)]
+    if busy:
+        raise Conflict(f"training run {busy[0].id} is already writing to {path}", training_run_id=str(busy[0].id))
+    return path
+
+
+def _check_replaceable(path: Path) -> None:
+    if not path.is_dir():
+        raise InputError("output_dir", f"{path} is a file")
+    if any(path.iterdir()) and not _is_bundle(path):
+        raise InputError("output_dir", f"{path} holds files that are not a model bundle; training replaces the folder "
+                                       "wholesale, so give a new or empty folder or an earlier bundle")
+
+
+def _is_bundle(path: Path) -> bool:
+    try:
+        marker = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("format") == FORMAT
+
+
+def _check_creatable(path: Path) -> None:
+    ancestor = path.parent
+    while not _exists(ancestor):
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError("output_dir", f"cannot create {path}: {ancestor} is not a writable folder")
+
+
+def _dataset_options(given: dict[str, Any]) -> dict[str, Any]:
+    try:
+        options = DatasetOptions.model_validate(given)
+    except ValidationError as exc:
+        raise InputError("dataset", _describe(exc)) from None
+    return options.model_dump(mode="json", exclude_unset=True)
+
+
+def resolve_model_spec(plugin: Plugin, request: TrainingRequest) -> ModelSpec:
+    """The plugin's default spec, then `model_spec`, then the named options."""
+    flags: dict[str, Any] = {}
+    if request.fusion:
+        flags["fusion"] = request.fusion
+    if request.image_encoder:
+        flags["image_encoder"] = {"name": request.image_encoder}
+    if request.text_encoder:
+        flags["text_encoder"] = {"name": request.text_encoder}
+    if request.modalities:
+        flags["modalities"] = list(request.modalities)
+    spec = _merged(plugin.default_model_spec(), _deep_merge(request.model_spec or {}, flags), "model_spec")
+    known = spec.all_modalities()
+    if not spec.modalities or any(name not in known for name in spec.modalities):
+        raise InputError("modalities", f"{spec.modalities}: choose from {', '.join(known)}")
+    return spec
+
+
+def resolve_train_config(plugin: Plugin, request: TrainingRequest) -> TrainConfig:
+    named = {"epochs": request.epochs, "batch_size": request.batch_size, "seed": request.seed}
+    overrides = {**(request.train_config or {}), **{k: v for k, v in named.items() if v is not None}}
+    # Progress bars would only fill a worker's log.
+    return _merged(plugin.training_defaults(), {**overrides, "progress": False}, "train_config")
+
+
+def _merged(base: BaseModel, overrides: dict[str, Any], field_name: str) -> Any:
+    try:
+        return type(base).model_validate(_deep_merge(base.model_dump(mode="json"), overrides))
+    except ValidationError as exc:
+        raise InputError(field_name, _describe(exc)) from None
+
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict) and key not in OPAQUE_SPEC_KEYS:
+            result[key] = _deep_merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in error['loc']) or '(root)'}: {error['msg']}" for error in exc.errors())
+
+
+def _given_overrides(request: TrainingRequest) -> dict[str, Any]:
+    names = ("epochs", "batch_size", "seed", "fusion", "modalities", "image_encoder", "text_encoder", "model_spec", "train_config")
+    return {name: getattr(request, name) for name in names if getattr(request, name) is not None}
+
+
+# -- reading (API side) -------------------------------------------------------------------
+
+
+def get_run(session: Session, principal: Principal, run_id: uuid.UUID) -> TrainingRun:
+    principal.require_admin()
+    run = TrainingRunRepository(session).get_for_tenant(run_id, principal.tenant_id)
+    if run is None:  # another tenant's run is indistinguishable from no run
+        raise NotFound(f"no training run {run_id}")
+    return run
+
+
+def list_runs(
+    session: Session, principal: Principal, *, limit: int, plugin: str | None = None,
+    status: str | None = None, cursor: str | None = None,
+) -> tuple[list[TrainingRun], str | None]:
+    principal.require_admin()
+    after = decode_cursor(cursor) if cursor else None
+    page = TrainingRunRepository(session).page(principal.tenant_id, limit=limit, plugin=plugin, status=status, after=after)
+    return page.runs, encode_cursor(*page.last_key) if page.last_key else None
+
+
+# -- the worker's side ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """What a worker needs to train, detached from the session."""
+
+    id: uuid.UUID
+    plugin: str
+    attempt: int
+    data_path: Path
+    output_dir: Path
+    scope: Scope
+    dataset: dict[str, Any]
+    model_spec: dict[str, Any]
+    train_config: dict[str, Any]
+
+
+def claim_run(session: Session, run_id: uuid.UUID) -> ClaimedRun | None:
+    """queued -> running; None when the run is not queued (taken, finished or unknown)."""
+    repo = TrainingRunRepository(session)
+    attempt = repo.claim(run_id, utcnow())
+    if attempt is None:
+        return None
+    run = session.get(TrainingRun, run_id, populate_existing=True)
+    request = run.request
+    return ClaimedRun(
+        id=run.id, plugin=run.plugin, attempt=attempt, data_path=Path(request["data_path"]),
+        output_dir=Path(request["output_dir"]), scope=request.get("scope", "global"), dataset=dict(request.get("dataset", {})),
+        model_spec=dict(request["model_spec"]), train_config=dict(request["train_config"]),
+    )
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What training produced, as plain data (the engine's TrainResult stays in the worker)."""
+
+    bundle_dir: Path
+    metrics: dict[str, Any]
+    epochs_run: int
+    # Rows read from data_path (the engine holds a share out for validation) and rows left
+    # out as bad under dataset.skip_bad_rows.
+    data_rows: int
+    skipped_rows: int = 0
+
+
+def complete_run(session: Session, claimed: ClaimedRun, outcome: TrainingOutcome) -> TrainingRun | None:
+    """Register the bundle (inactive) and mark the run succeeded, in the caller's one
+    transaction: if registering fails, nothing of it is kept. None (and nothing written)
+    when this attempt no longer holds the run."""
+    repo = TrainingRunRepository(session)
+    summary = metrics_summary(outcome)
+    if not repo.finish(claimed.id, claimed.attempt, "succeeded", utcnow(), metrics=summary, error=None):
+        return None
+    model = models.register_bundle(session, _submitter(session, claimed.id), str(outcome.bundle_dir), scope=claimed.scope)
+    repo.link_model(claimed.id, model.id)
+    return session.get(TrainingRun, claimed.id, populate_existing=True)
+
+
+def fail_run(session: Session, claimed: ClaimedRun, error: dict[str, Any]) -> bool:
+    return TrainingRunRepository(session).finish(claimed.id, claimed.attempt, "failed", utcnow(), error=error)
+
+
+def _submitter(session: Session, run_id: uuid.UUID) -> Principal | None:
+    """The admin who asked, as the registering principal (for scope and the audit log);
+    None (the operator) for runs no API key submitted."""
+    run = session.get(TrainingRun, run_id)
+    tenant = TenantRepository(session).get(run.tenant_id) if run.tenant_id else None
+    if tenant is None:
+        return None
+    return Principal(tenant_id=tenant.id, tenant_name=tenant.name, key_id=run.api_key_id, is_admin=True)
+
+
+def metrics_summary(outcome: TrainingOutcome) -> dict[str, Any]:
+    """Scalar validation metrics per head and their means; per-class tables stay in the
+    bundle's config (and the registered model's metrics)."""
+    report = outcome.metrics
+    heads = {
+        name: {key: value for key, value in head.items() if isinstance(value, (int, float)) and not isinstance(value, bool)}
+        for name, head in (report.get("heads") or {}).items()
+    }
+    summary = {
+        "validation": {"n": report.get("n"), "mean": report.get("mean", {}), "heads": heads},
+        "bundle_version": report.get("version"),
+        "epochs_run": outcome.epochs_run,
+        "data_rows": outcome.data_rows,
+        "skipped_rows": outcome.skipped_rows,
+    }
+    return _finite(summary)
+
+
+def _finite(value: Any) -> Any:
+    """JSON columns take no NaN or infinity (PostgreSQL refuses them): they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def describe_failure(exc: BaseException) -> dict[str, Any]:
+    """A failed run's error, naming the field at fault when there is one."""
+    if isinstance(exc, DatasetError):
+        rows = [{"line": row.line, "field": row.field, "reason": row.reason} for row in exc.rows[:MAX_ERROR_ROWS]]
+        return {"field": "data_path", "reason": f"{exc.path}: {len(exc.rows)} bad row(s)", "rows": rows}
+    if isinstance(exc, InputError):
+        return {"field": exc.field, "reason": exc.reason}
+    if isinstance(exc, ServiceError):
+        return {"field": None, "reason": exc.detail}
+    if isinstance(exc, (TwinLensError, FileNotFoundError)):
+        return {"field": None, "reason": str(exc)}
+    return {"field": None, "reason": f"training failed: {type(exc).__name__}: {exc}"}
+
+
+# -- recovery (the sweeper) -------------------------------------------------------------------
+
+
+def fail_lost_runs(session: Session, settings: Settings) -> int:
+    """A run `running` for longer than the training limit (plus grace) lost its worker.
+    It is failed, not retried: a second attempt could race a still-living first one for
+    the output folder."""
+    cutoff = utcnow() - timedelta(seconds=settings.training_time_limit_seconds + settings.training_stale_grace_seconds)
+    repo = TrainingRunRepository(session)
+    reason = {"field": None, "reason": "no result within the training time limit: the worker running it stopped; "
+                                       "submit the run again"}
+    return sum(repo.finish(run_id, None, "failed", utcnow(), error=reason) for run_id in repo.running_ids_since_before(cutoff))
+
+
+def queued_runs(session: Session, older_than: float = 0.0) -> list[uuid.UUID]:
+    return TrainingRunRepository(session).queued_ids(created_before=utcnow() - timedelta(seconds=older_than))

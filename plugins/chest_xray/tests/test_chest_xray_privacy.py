@@ -11,10 +11,31 @@ from PIL import Image, PngImagePlugin
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from conftest import PLANTED
 from twinlens.core.plugin import RawInput
 from twinlens_chest_xray.deid import METHOD, Deidentifier, deidentify_dicom_bytes
 from twinlens_chest_xray.sample_data import PLANTED_PHI, make_dicom
+
+# Clearly fake identifiers planted in test files; none may survive de-identification.
+PLANTED = {
+    "PatientName": "Fakename^Zorblax",
+    "PatientID": "FAKEID-998877",
+    "PatientBirthDate": "19610314",
+    "PatientAddress": "42 Imaginary Lane, Faketown",
+    "PatientTelephoneNumbers": "555-0199-FAKE",
+    "OtherPatientIDs": "OTHERFAKE-55",
+    "ReferringPhysicianName": "Placeholder^Quimby",
+    "PerformingPhysicianName": "Mockingham^Ottoline",
+    "OperatorsName": "Dummington^Barnaby",
+    "AccessionNumber": "ACCFAKE0042",
+    "InstitutionName": "Nowhere General Test Hospital",
+    "InstitutionAddress": "1 Fictional Road, Nowhereville",
+    "StationName": "FAKESTATION7",
+    "StudyDescription": "CHEST for Zorblax Fakename",
+    "StudyID": "STUDYFAKE9",
+    "StudyDate": "20210505",
+    "SeriesDate": "20210505",
+}
+
 
 REPORT = ("INDICATION: Zorblax Fakename, MRN 00482913, dyspnea.\nFINDINGS: Small right pleural effusion. "
           "No pneumothorax.\nIMPRESSION: Small effusion. Discussed with Dr. Quimby Placeholder at (555) 555-0142 "

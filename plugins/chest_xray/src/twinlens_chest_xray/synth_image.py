@@ -176,17 +176,17 @@ def _side_mask(lungs: tuple[np.ndarray, np.ndarray], rng: np.random.Generator) -
 
 
 def _cardiomegaly(canvas, anatomy, strength, rng, lungs):
-    enlarged = anatomy.heart_ratio + strength * rng.uniform(0.12, 0.2)
+    enlarged = anatomy.heart_ratio + strength * rng.uniform(0.16, 0.26)
     growth = np.clip(_heart(canvas, anatomy, enlarged) - _heart(canvas, anatomy, anatomy.heart_ratio), 0, 1)
     canvas.add((LUNG_AIR + HEART_DENSITY) * growth * np.clip(lungs[0] + lungs[1], 0, 1))
 
 
 def _enlarged_cardiomediastinum(canvas, anatomy, strength, rng, lungs):
-    widen = strength * rng.uniform(0.035, 0.06)
+    widen = strength * rng.uniform(0.05, 0.08)
     band = (np.abs(canvas.x - anatomy.cx) < anatomy.mediastinum + widen) & (
         np.abs(canvas.x - anatomy.cx) >= anatomy.mediastinum) & (canvas.y > anatomy.top - 0.03) & (
         canvas.y < anatomy.top + 0.28)
-    canvas.add(0.3 * strength, band.astype(np.float32))
+    canvas.add(0.35 * strength, band.astype(np.float32))
 
 
 def _patchy(canvas, rng, x, y, radius, amount, mask):
@@ -203,14 +203,14 @@ def _lung_point(anatomy, side, rng, zone=(0.3, 0.85)):
 def _lung_opacity(canvas, anatomy, strength, rng, lungs):
     side, mask = _side_mask(lungs, rng)
     x, y = _lung_point(anatomy, side, rng)
-    _patchy(canvas, rng, x, y, rng.uniform(0.05, 0.09), 0.22 * strength, mask)
+    _patchy(canvas, rng, x, y, rng.uniform(0.07, 0.11), 0.3 * strength, mask)
 
 
 def _consolidation(canvas, anatomy, strength, rng, lungs):
     side, mask = _side_mask(lungs, rng)
     x, y = _lung_point(anatomy, side, rng, zone=(0.55, 0.9))
-    radius = rng.uniform(0.06, 0.1)
-    canvas.add(0.34 * strength * canvas.blob(x, y, radius * 1.2, radius, 3.0) * mask)
+    radius = rng.uniform(0.08, 0.12)
+    canvas.add(0.42 * strength * canvas.blob(x, y, radius * 1.2, radius, 3.0) * mask)
     for _ in range(3):  # air bronchograms: dark branching lines inside the dense area
         angle = rng.uniform(0, np.pi)
         end = (x + np.cos(angle) * radius * 0.8, y + np.sin(angle) * radius * 0.6)
@@ -221,14 +221,14 @@ def _consolidation(canvas, anatomy, strength, rng, lungs):
 def _pneumonia(canvas, anatomy, strength, rng, lungs):
     side, mask = _side_mask(lungs, rng)
     x, y = _lung_point(anatomy, side, rng, zone=(0.5, 0.9))
-    _patchy(canvas, rng, x, y, rng.uniform(0.07, 0.1), 0.3 * strength, mask)
+    _patchy(canvas, rng, x, y, rng.uniform(0.08, 0.12), 0.36 * strength, mask)
 
 
 def _edema(canvas, anatomy, strength, rng, lungs):
     lung = lungs[0] + lungs[1]
     for side in (-1, 1):
         haze = canvas.blob(anatomy.cx + side * 0.12, anatomy.top + 0.32, 0.16, 0.2, 1.2)
-        canvas.add(0.2 * strength * haze * lung)
+        canvas.add(0.26 * strength * haze * lung)
         for _ in range(5):  # Kerley B lines at the lateral bases
             y = anatomy.base - rng.uniform(0.02, 0.12)
             x = anatomy.cx + side * anatomy.half_width * 0.88
@@ -240,50 +240,50 @@ def _atelectasis(canvas, anatomy, strength, rng, lungs):
     x, y = _lung_point(anatomy, side, rng, zone=(0.7, 0.9))
     tilt = rng.normal(0, 0.02)
     points = np.array([[x - 0.08, y - tilt], [x + 0.08, y + tilt]])
-    band = canvas._segment(*points[0], *points[1], 0.012)
-    canvas.add(0.28 * strength * band * mask)
+    band = canvas._segment(*points[0], *points[1], 0.02)
+    canvas.add(0.4 * strength * band * mask)
 
 
 def _lung_lesion(canvas, anatomy, strength, rng, lungs):
     side, mask = _side_mask(lungs, rng)
     x, y = _lung_point(anatomy, side, rng, zone=(0.2, 0.75))
-    radius = rng.uniform(0.018, 0.035)
-    canvas.add(0.32 * strength * canvas.blob(x, y, radius, radius, 4.0) * mask)
+    radius = rng.uniform(0.03, 0.05)
+    canvas.add(0.45 * strength * canvas.blob(x, y, radius, radius, 4.0) * mask)
 
 
 def _pneumothorax(canvas, anatomy, strength, rng, lungs):
     side, mask = _side_mask(lungs, rng)
     centre = anatomy.cx + side * anatomy.half_width * 0.52
-    depth = strength * rng.uniform(0.05, 0.1)
+    depth = strength * rng.uniform(0.1, 0.17)
     # Space between the chest wall and the collapsed lung edge, apex and lateral side.
     edge_x = centre + side * (anatomy.half_width * 0.47 - depth)
     lateral = (side * (canvas.x - edge_x) > 0)
     apical = canvas.y < anatomy.top + depth * 1.5
     space = mask * np.clip(lateral + apical, 0, 1) * (canvas.y < anatomy.base - 0.05)
     canvas.add(-canvas.markings * space)  # no lung markings beyond the edge
-    canvas.add(-0.1 * strength, space)
+    canvas.add(-0.16 * strength, space)
     ys = np.linspace(anatomy.top + depth * 1.5, anatomy.base - 0.07, 10)
     pleura = np.stack([np.full_like(ys, edge_x) - side * 0.01 * np.sin(np.linspace(0, np.pi, 10)), ys], axis=1)
-    canvas.line(pleura, 0.0035, 0.22 * strength)
+    canvas.line(pleura, 0.006, 0.3 * strength)
 
 
 def _pleural_effusion(canvas, anatomy, strength, rng, lungs):
     side, mask = _side_mask(lungs, rng)
-    level = anatomy.base - strength * rng.uniform(0.06, 0.14)
+    level = anatomy.base - strength * rng.uniform(0.1, 0.2)
     centre = anatomy.cx + side * anatomy.half_width * 0.52
     # Meniscus: the fluid climbs higher at the lateral wall, blunting the angle.
     meniscus = level - 0.07 * strength * np.clip(side * (canvas.x - centre) / (anatomy.half_width * 0.47), 0, 1) ** 2
     fluid = np.clip((canvas.y - meniscus) / 0.02, 0, 1)
-    canvas.add(0.34 * fluid * mask)
+    canvas.add(0.45 * fluid * mask)
 
 
 def _pleural_other(canvas, anatomy, strength, rng, lungs):
     side, mask = _side_mask(lungs, rng)
     centre = anatomy.cx + side * anatomy.half_width * 0.52
     wall = anatomy.half_width * 0.47
-    ring = np.clip(1 - np.abs(np.abs(canvas.x - centre) - wall * 0.93) / 0.018, 0, 1)
+    ring = np.clip(1 - np.abs(np.abs(canvas.x - centre) - wall * 0.9) / 0.03, 0, 1)
     zone = (canvas.y > anatomy.top + 0.1) & (canvas.y < anatomy.base - 0.1) & (side * (canvas.x - centre) > 0)
-    canvas.add(0.22 * strength * ring * zone * mask)
+    canvas.add(0.35 * strength * ring * zone * mask)
 
 
 def _fracture(canvas, anatomy, strength, rng, lungs):
@@ -291,10 +291,10 @@ def _fracture(canvas, anatomy, strength, rng, lungs):
     points = ribs[int(rng.integers(0, len(ribs)))]
     k = int(rng.integers(5, 9))
     (x0, y0), (x1, y1) = points[k], points[k + 1]
-    gap = canvas.blob((x0 + x1) / 2, (y0 + y1) / 2, 0.012, 0.018, 2.0)
-    canvas.add(-0.13 * strength * gap)
-    shifted = points[k + 1 :] + np.array([0.0, 0.012 * strength])
-    canvas.line(shifted, 0.009, 0.1 * strength)
+    gap = canvas.blob((x0 + x1) / 2, (y0 + y1) / 2, 0.018, 0.025, 2.0)
+    canvas.add(-0.2 * strength * gap)
+    shifted = points[k + 1 :] + np.array([0.0, 0.02 * strength])
+    canvas.line(shifted, 0.012, 0.2 * strength)
 
 
 def _support_devices(canvas, anatomy, strength, rng, lungs):
@@ -307,7 +307,7 @@ def _support_devices(canvas, anatomy, strength, rng, lungs):
 def _et_tube(canvas, anatomy, strength, rng):
     x = anatomy.cx + rng.normal(0, 0.005)
     for offset in (-0.008, 0.008):
-        canvas.line(np.array([[x + offset, 0.0], [x + offset, anatomy.top + 0.12]]), 0.003, 0.4 * strength)
+        canvas.line(np.array([[x + offset, 0.0], [x + offset, anatomy.top + 0.12]]), 0.006, 0.5 * strength)
 
 
 def _central_line(canvas, anatomy, strength, rng):
@@ -315,7 +315,7 @@ def _central_line(canvas, anatomy, strength, rng):
     start = (anatomy.cx + side * anatomy.half_width * 0.9, anatomy.top - 0.01)
     mid = (anatomy.cx + side * 0.06, anatomy.top + 0.05)
     end = (anatomy.cx + side * 0.02, anatomy.top + 0.22 + rng.uniform(0, 0.06))
-    canvas.line(np.array([start, mid, end]), 0.004, 0.45 * strength)
+    canvas.line(np.array([start, mid, end]), 0.007, 0.55 * strength)
 
 
 def _pacemaker(canvas, anatomy, strength, rng):
@@ -323,19 +323,19 @@ def _pacemaker(canvas, anatomy, strength, rng):
     box = (np.abs(canvas.x - x) < 0.035) & (np.abs(canvas.y - y) < 0.025)
     canvas.add(0.6 * strength, box.astype(np.float32))
     canvas.line(np.array([[x, y], [anatomy.cx + 0.05, anatomy.top + 0.2], [anatomy.cx + 0.08, anatomy.base - 0.12]]),
-                0.003, 0.45 * strength)
+                0.006, 0.5 * strength)
 
 
 def _ng_tube(canvas, anatomy, strength, rng):
     x = anatomy.cx - 0.015
-    canvas.line(np.array([[x, 0.0], [x, anatomy.base], [x + 0.08, anatomy.base + 0.08]]), 0.0035, 0.4 * strength)
+    canvas.line(np.array([[x, 0.0], [x, anatomy.base], [x + 0.08, anatomy.base + 0.08]]), 0.007, 0.5 * strength)
 
 
 def _leads(canvas, anatomy, strength, rng):
     for _ in range(3):
         x, y = anatomy.cx + rng.uniform(-0.3, 0.3), anatomy.top + rng.uniform(0.0, 0.5)
-        ring = np.clip(1 - np.abs(np.hypot(canvas.x - x, canvas.y - y) - 0.015) / 0.004, 0, 1)
-        canvas.add(0.5 * strength * ring)
+        ring = np.clip(1 - np.abs(np.hypot(canvas.x - x, canvas.y - y) - 0.02) / 0.007, 0, 1)
+        canvas.add(0.55 * strength * ring)
         canvas.line(np.array([[x, y], [x + rng.uniform(-0.1, 0.1), y + 0.12]]), 0.0025, 0.3 * strength)
 
 
@@ -364,7 +364,7 @@ def _expose(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     pixels = _box_blur(pixels, 1)
     pixels = pixels * rng.uniform(0.85, 1.1) + rng.normal(0, 0.03)
     pixels = np.clip(pixels + 0.08, 0, 1) ** rng.uniform(0.85, 1.2)
-    pixels = pixels + rng.normal(0, 0.02, pixels.shape)
+    pixels = pixels + rng.normal(0, 0.015, pixels.shape)
     return np.clip(pixels, 0, 1).astype(np.float32)
 
 

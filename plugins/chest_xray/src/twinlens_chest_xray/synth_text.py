@@ -126,7 +126,7 @@ def write_report(positives: list[str], style: str, rng: np.random.Generator) -> 
     Returns the report and the findings it hedged on (the data set's uncertain labels)."""
     if style == "terse":
         return str(rng.choice(TERSE_REPORTS)), []
-    chance = {"full": 0.9, "partial": 0.5}[style]
+    chance = {"full": 0.9, "partial": 0.45}[style]
     sentences, impression, hedged = [], [], []
     for name in positives:
         if rng.random() >= chance:
@@ -173,7 +173,7 @@ def plant_text_phi(report: str, history: str, rng: np.random.Generator) -> tuple
 
 
 def write_texts(positives: list[str], rng: np.random.Generator, *, phi_rate: float = 0.3) -> ReportDraft:
-    style = str(rng.choice(["full", "partial", "terse"], p=[0.5, 0.3, 0.2]))
+    style = str(rng.choice(["full", "partial", "terse"], p=[0.4, 0.3, 0.3]))
     report, hedged = write_report(positives, style, rng)
     history = write_history(positives, rng)
     planted: list[str] = []

@@ -77,13 +77,13 @@ def fake_patient(rng: np.random.Generator, index: int) -> dict[str, str]:
 def make_dicom(pixels: np.ndarray, *, photometric: str = "MONOCHROME2", modality: str = "DX",
                body_part: str | None = "CHEST", view: str | None = "PA", bits_stored: int = 12,
                rescale: tuple[float, float] | None = None, window: bool = True,
-               phi: dict[str, str] | None = None) -> bytes:
+               phi: dict[str, str] | None = None, uid_seed: str | None = None) -> bytes:
     """A DICOM Part 10 file of a [0, 1] display image (1 = dense) with the given encoding."""
     top = 2**bits_stored - 1
     stored = np.rint(np.clip(pixels, 0, 1) * top).astype(np.uint16)
     if photometric == "MONOCHROME1":
         stored = (top - stored).astype(np.uint16)
-    ds = _dicom_header(modality, body_part, view, photometric, phi or {})
+    ds = _dicom_header(modality, body_part, view, photometric, phi or {}, uid_seed)
     ds.Rows, ds.Columns = stored.shape
     ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 16, bits_stored, bits_stored - 1
     ds.PixelRepresentation = 0
@@ -100,15 +100,18 @@ def make_dicom(pixels: np.ndarray, *, photometric: str = "MONOCHROME2", modality
 
 
 def _dicom_header(modality: str, body_part: str | None, view: str | None, photometric: str,
-                  phi: dict[str, str]) -> Dataset:
+                  phi: dict[str, str], uid_seed: str | None) -> Dataset:
+    def uid(kind: str) -> str:  # deterministic for generated data sets, random otherwise
+        return generate_uid(entropy_srcs=[uid_seed, kind]) if uid_seed else generate_uid()
+
     meta = FileMetaDataset()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.MediaStorageSOPClassUID = DX_IMAGE_STORAGE if modality == "DX" else CR_IMAGE_STORAGE
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID = uid("instance")
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = uid("study"), uid("series")
     ds.Modality, ds.PhotometricInterpretation = modality, photometric
     if body_part:
         ds.BodyPartExamined = body_part
@@ -138,7 +141,7 @@ def write_image(pixels: np.ndarray, folder: Path, index: int, rng: np.random.Gen
         photometric = "MONOCHROME1" if kind == 1 else "MONOCHROME2"
         rescale = (1.0, -1024.0) if kind == 1 else None
         data = make_dicom(pixels, photometric=photometric, modality=("DX", "CR")[kind], view=str(rng.choice(["PA", "AP"])),
-                          rescale=rescale, phi=phi)
+                          rescale=rescale, phi=phi, uid_seed=f"{phi['PatientID']}")
         name = f"images/{index:05d}.dcm"
         (folder / name).write_bytes(data)
         planted = [v for k, v in phi.items() if k not in ("StudyDate",)]

@@ -225,7 +225,8 @@ def test_training_has_its_own_queue_and_time_limit_below_the_visibility_timeout(
     assert defaults.training_time_limit_seconds < defaults.broker_visibility_timeout_seconds
     with pytest.raises(ValueError, match="training_time_limit_seconds must be below"):
         Settings(training_time_limit_seconds=1000, broker_visibility_timeout_seconds=900)
-    assert TRAINING_QUEUE in default_queues() and "predict.generic" in default_queues()
+    # A default worker never trains: a run would hold up the predictions queued behind it.
+    assert TRAINING_QUEUE not in default_queues() and "predict.generic" in default_queues()
     app = make_celery(Settings(broker_url="redis://127.0.0.1:6379/15", training_time_limit_seconds=360,
                                broker_visibility_timeout_seconds=400))
     train = app.tasks[TRAIN_TASK]

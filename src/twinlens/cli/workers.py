@@ -13,17 +13,20 @@ from twinlens.cli.common import user_errors
 
 
 def default_queues() -> list[str]:
+    """Predictions and webhooks. Training is left out on purpose: a run can take hours,
+    and a worker busy training would hold up every prediction queued behind it, so
+    training gets a worker of its own (`--queues training`)."""
     from twinlens.core.registry import default_registry
-    from twinlens.queue import TRAINING_QUEUE, WEBHOOK_QUEUE, predict_queue
+    from twinlens.queue import WEBHOOK_QUEUE, predict_queue
 
-    return [predict_queue(name) for name in default_registry().names()] + [WEBHOOK_QUEUE, TRAINING_QUEUE]
+    return [predict_queue(name) for name in default_registry().names()] + [WEBHOOK_QUEUE]
 
 
 @app.command()
 @user_errors
 def worker(
-    queues: Annotated[Optional[str], typer.Option(help="Comma-separated queues (default: every plugin's predict.<plugin>, webhooks and training; "
-                                                           "give training its own worker so a run never holds up predictions).")] = None,
+    queues: Annotated[Optional[str], typer.Option(help="Comma-separated queues (default: every plugin's predict.<plugin> and webhooks; "
+                                                           "training runs only on workers started with --queues training).")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Processes (prefork) or threads; 1 = solo pool, the choice for one GPU.")] = 1,
     pool: Annotated[Optional[str], typer.Option(help="solo, prefork or threads (default: solo for 1, else prefork).")] = None,
     torch_threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads per process (default: TWINLENS_WORKER_TORCH_THREADS or torch's).")] = None,

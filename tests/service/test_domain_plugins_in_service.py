@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from sqlalchemy import inspect, text
 
-from conftest import fresh_database, service_settings
+from service_db import fresh_database, service_settings
 from twinlens.cli.service import EmbeddedService, train_sample_model
 from twinlens.db.migrate import upgrade
 from twinlens.db.session import Database

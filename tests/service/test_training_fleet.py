@@ -45,7 +45,7 @@ class GatedPlugin(GenericPlugin):
 
 @pytest.fixture(scope="module")
 def training_fleet(tmp_path_factory):
-    from conftest import fresh_database
+    from service_db import fresh_database
 
     root = tmp_path_factory.mktemp("training-fleet")
     plugins = install_fake(root / "site", "gated-train-plugin", {"gated_train": "gated_plugin:GatedPlugin"},

@@ -42,7 +42,7 @@ class CrashPlugin(GenericPlugin):
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    from conftest import fresh_database
+    from service_db import fresh_database
 
     root = tmp_path_factory.mktemp("fleet")
     plugins = install_fake(root / "site", "crash-test-plugin", {"crash_test": "crash_plugin:CrashPlugin"},

@@ -182,7 +182,7 @@ def test_csv_bad_rows_count_lines_across_quoted_newlines(tmp_path):
     )
     with pytest.raises(DatasetError) as caught:
         read_export(path, progress=False)
-    assert [(row.line, row.field) for row in caught.value.rows] == [(4, "fault"), (5, "row")]
+    assert [(row.line, row.field) for row in caught.value.rows] == [(4, "fault"), (5, "csv")]
 
 
 def test_csv_without_ticket_id_column_is_refused(tmp_path):

@@ -64,11 +64,13 @@ def test_specific_tickets_name_the_fault(plans):
 def test_photos_that_look_fine_carry_no_damage(plans):
     for plan in plans:
         if plan.evidence in ("text", "none-vague", "none-specific"):
-            assert plan.overlay is None and not (plan.defects.bulge or plan.defects.missing or plan.defects.broken_port)
+            assert plan.overlay is None and not (plan.defects.bulge or plan.defects.missing or plan.defects.broken_port or plan.puddle)
             assert plan.screen is None or not plan.screen.code  # no error code on a fine photo
         else:
             shows = plan.overlay or plan.defects.bulge or plan.defects.missing or plan.defects.broken_port or (plan.screen and plan.screen.code)
             assert shows, plan
+            if not (plan.screen and plan.screen.code):
+                assert not plan.close_up, plan  # framing on a notice would crop the damage out
 
 
 def test_devices_fit_their_fault(plans):

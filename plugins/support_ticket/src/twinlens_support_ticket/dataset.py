@@ -7,17 +7,15 @@ cached beside the export (see `ocr_cache`).
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from twinlens.core.errors import DatasetError, InputError, RowError
 from twinlens.core.images import decode_image
 from twinlens.core.plugin import Dataset, DatasetOptions
 from twinlens.core.sample import Sample
+from twinlens.generic.table import Row, read_table
 
 from twinlens_support_ticket import ocr
 from twinlens_support_ticket.labels import LABEL_SCHEMA
@@ -35,12 +33,6 @@ class BadRow(Exception):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
-
-
-@dataclass
-class Row:
-    line: int
-    values: dict[str, Any]
 
 
 def resolve_export(path: Path) -> Path:
@@ -87,44 +79,13 @@ def _progress(rows: list[Row], enabled: bool):
     return tqdm(rows, desc="reading tickets", file=sys.stderr, leave=False)
 
 
-def _rows(export: Path, problems: list[RowError]) -> Iterator[Row]:
-    try:
-        if export.suffix.lower() == ".jsonl":
-            yield from _jsonl_rows(export, problems)
-        else:
-            yield from _csv_rows(export, problems)
-    except UnicodeDecodeError as exc:
-        raise DatasetError(str(export), [RowError(0, "file", f"not UTF-8 text: {exc}")]) from None
-
-
-def _jsonl_rows(export: Path, problems: list[RowError]) -> Iterator[Row]:
-    with export.open(encoding="utf-8-sig") as handle:
-        for line, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                values = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                problems.append(RowError(line, "json", f"not valid JSON: {exc.msg} at column {exc.colno}"))
-                continue
-            if not isinstance(values, dict):
-                problems.append(RowError(line, "json", "each line must be a JSON object"))
-                continue
-            yield Row(line, values)
-
-
-def _csv_rows(export: Path, problems: list[RowError]) -> Iterator[Row]:
-    with export.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or "ticket_id" not in reader.fieldnames:
-            raise DatasetError(str(export), [RowError(1, "header", "the header must name a ticket_id column")])
-        line = 1  # the header
-        for values in reader:
-            start, line = line + 1, reader.line_num  # a quoted field may span lines
-            if None in values:
-                problems.append(RowError(start, "row", f"{len(values[None])} more value(s) than header columns"))
-                continue
-            yield Row(start, {**values, "attachments": _split_attachments(values.get("attachments"))})
+def _rows(export: Path, problems: list[RowError]) -> list[Row]:
+    """The export's rows with their line numbers; rows that cannot be parsed go to `problems`."""
+    table = read_table(export)
+    if not table.typed and "ticket_id" not in table.columns:
+        raise DatasetError(str(export), [RowError(1, "header", "the header must name a ticket_id column")])
+    problems.extend(table.errors)
+    return table.rows
 
 
 def _split_attachments(value: str | None) -> list[str]:

@@ -53,12 +53,24 @@ FAULT_LABELS: tuple[Label, ...] = (
 )
 
 SEVERITY_LABELS: tuple[Label, ...] = (
-    Label(name="low", description="Low: cosmetic or a question; the device still works and nothing is urgent."),
-    Label(name="medium", description="Medium: a part of the device does not work properly but it can still be used."),
-    Label(name="high", description="High: the device does not work or cannot be used at all and needs a repair."),
+    Label(
+        name="low",
+        description="Low: cosmetic scratches or dents, a question, or a minor glitch; the device works normally.",
+    ),
+    Label(
+        name="medium",
+        description="Medium: something is broken or keeps failing, like a cracked screen, a loose charging port, "
+        "a missing part or a recurring error, but the device can still be used.",
+    ),
+    Label(
+        name="high",
+        description="High: the device cannot be used and needs a repair: it got wet, will not turn on, "
+        "will not boot or will not charge at all.",
+    ),
     Label(
         name="critical",
-        description="Critical: a safety risk such as a swollen battery, smoke, burning smell, heat or fire.",
+        description="Critical: a safety risk: a swollen or bulging battery, smoke, a burning smell, "
+        "overheating or fire.",
     ),
 )
 

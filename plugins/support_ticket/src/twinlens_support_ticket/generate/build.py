@@ -14,6 +14,7 @@ from PIL import Image
 from twinlens_support_ticket.generate import damage, scene, tickets
 from twinlens_support_ticket.generate.devices import draw_device
 from twinlens_support_ticket.generate.plan import REFERENCE_DATE, TicketPlan, plan_dataset
+from twinlens_support_ticket.labels import FAULTS
 
 GENERATOR_VERSION = "1"
 # Share of photos saved as each format, and of JPEGs stored sideways with an EXIF
@@ -35,10 +36,12 @@ def render_photo(plan: TicketPlan, rng: random.Random) -> Image.Image:
     elif plan.overlay == "scratches":
         damage.scratches(device.image, device.body, rng)
     canvas = scene.background(rng)
+    if plan.puddle:
+        scene.puddle(canvas, rng)
     if plan.close_up and device.screen:
         scale, anchor, angle = _screen_framing(device.screen, canvas.width, rng), _centre(device.screen), 5.0
     else:
-        scale, anchor, angle = rng.uniform(0.68, 0.95) * canvas.width / max(device.image.size), None, 20.0
+        scale, anchor, angle = rng.uniform(0.68, 0.95) * canvas.width / max(device.image.size), None, 15.0
     scene.place(canvas, device.image, rng, scale=scale, max_angle=angle, anchor=anchor)
     return scene.light(canvas, rng)
 
@@ -125,14 +128,17 @@ def export_row(plan: TicketPlan, subject: str, description: str, attachment: str
     }
 
 
-def make_sample_dataset(out_dir: Path, n: int = 200, seed: int = 0, *, fmt: str = "jsonl") -> Path:
-    """Generate `n` tickets under `out_dir`; return the export file (tickets.jsonl or .csv)."""
+def make_sample_dataset(out_dir: Path, n: int = 200, seed: int = 0, *, fmt: str = "jsonl",
+                        faults: tuple[str, ...] | None = None) -> Path:
+    """Generate `n` tickets under `out_dir`; return the export file (tickets.jsonl or .csv).
+
+    `faults` restricts the tickets to some faults (quick experiments, focused demos)."""
     if fmt not in ("jsonl", "csv"):
         raise ValueError(f"fmt must be 'jsonl' or 'csv', not {fmt!r}")
     out_dir = Path(out_dir)
     (out_dir / "attachments").mkdir(parents=True, exist_ok=True)
     rows = []
-    for index, plan in enumerate(plan_dataset(n, seed)):
+    for index, plan in enumerate(plan_dataset(n, seed, faults or FAULTS)):
         rng = random.Random(f"{seed}:{plan.ticket_id}")
         subject, description = ticket_words(plan, rng)
         attachment = None

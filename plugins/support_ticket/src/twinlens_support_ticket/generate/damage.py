@@ -63,16 +63,18 @@ def stains(device: Image.Image, rng: random.Random) -> None:
     draw = ImageDraw.Draw(overlay)
     bbox = device.getchannel("A").getbbox() or (0, 0, *device.size)
     x0, y0, x1, y1 = bbox
-    tone = rng.choice([(150, 105, 45), (110, 80, 40), (90, 130, 170), (200, 200, 185)])
+    # Coffee, tea, dirty water: brownish marks read as liquid on any finish.
+    tone = rng.choice([(150, 105, 45), (120, 85, 40), (170, 130, 70), (100, 90, 60)])
     for _ in range(rng.randint(2, 4)):
         centre = (rng.uniform(x0, x1), rng.uniform(y0, y1))
-        radius = min(x1 - x0, y1 - y0) * rng.uniform(0.14, 0.3)
+        radius = min(x1 - x0, y1 - y0) * rng.uniform(0.18, 0.34)
         outline = _blob(centre, radius, rng)
         draw.polygon(outline, fill=(*tone, rng.randint(130, 180)))
         draw.line([*outline, outline[0]], fill=(*[max(0, c - 60) for c in tone], 230), width=6)
     for _ in range(rng.randint(4, 10)):
         cx, cy, r = rng.uniform(x0, x1), rng.uniform(y0, y1), rng.uniform(6, 14)
-        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(*tone, 180), outline=(250, 250, 250, 180), width=2)
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(*tone, 180), outline=(250, 250, 250, 200), width=3)
+        draw.ellipse((cx - r * 0.5, cy - r * 0.6, cx - r * 0.1, cy - r * 0.2), fill=(255, 255, 255, 220))  # glint
     overlay = overlay.filter(ImageFilter.GaussianBlur(0.8))
     device.alpha_composite(_clip_to(overlay, device.getchannel("A")))
 
@@ -88,27 +90,44 @@ def _blob(centre, radius: float, rng: random.Random) -> list[tuple[float, float]
 
 
 def scratches(device: Image.Image, body: Box, rng: random.Random) -> None:
-    """Wear on the case: many fine scratches in a few directions, scuffed corners, dents."""
+    """Wear on the case: paint rubbed off the edges and corners, dents, and scratches in a
+    few directions (shorter and finer than a crack network, and never from one point)."""
     overlay = Image.new("RGBA", device.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
     x0, y0, x1, y1 = body
     span = min(x1 - x0, y1 - y0)
-    # Scratches show as bright lines on dark finishes and as dark lines on light ones.
+    # Worn patches show the lighter metal or plastic under the paint on any finish;
+    # scratches show bright on dark finishes and dark on light ones.
     body_colour = device.getpixel((int((x0 + x1) / 2), int(y0 + (y1 - y0) * 0.7)))
-    ink = (40, 40, 40) if sum(body_colour[:3]) > 450 else (255, 255, 255)
-    directions = [rng.uniform(0, math.pi) for _ in range(rng.randint(1, 3))]
-    for _ in range(rng.randint(18, 32)):
-        angle = rng.choice(directions) + rng.uniform(-0.25, 0.25)
+    light_finish = sum(body_colour[:3]) > 450
+    ink = (40, 40, 40) if light_finish else (255, 255, 255)
+    bare = (150, 150, 150) if light_finish else (205, 205, 200)
+    for _ in range(rng.randint(3, 5)):
+        _worn_patch(draw, body, span, bare, rng)
+    directions = [rng.uniform(0, math.pi) for _ in range(rng.randint(1, 2))]
+    for _ in range(rng.randint(14, 24)):
+        angle = rng.choice(directions) + rng.uniform(-0.15, 0.15)
         cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
-        half = span * rng.uniform(0.08, 0.3)
+        half = span * rng.uniform(0.05, 0.16)
         dx, dy = math.cos(angle) * half, math.sin(angle) * half
-        draw.line([(cx - dx, cy - dy), (cx + dx, cy + dy)], fill=(*ink, rng.randint(170, 235)), width=rng.choice([3, 4, 5]))
+        draw.line([(cx - dx, cy - dy), (cx + dx, cy + dy)], fill=(*ink, rng.randint(140, 200)), width=rng.choice([2, 3]))
     for _ in range(rng.randint(1, 3)):
-        corner = (rng.choice([x0, x1]), rng.choice([y0, y1]))
-        r = span * rng.uniform(0.08, 0.15)
-        draw.ellipse((corner[0] - r, corner[1] - r, corner[0] + r, corner[1] + r), fill=(235, 235, 230, 90))
-    for _ in range(rng.randint(1, 3)):
-        cx, cy, r = rng.uniform(x0, x1), rng.uniform(y0, y1), span * rng.uniform(0.03, 0.06)
-        draw.arc((cx - r, cy - r, cx + r, cy + r), start=200, end=340, fill=(0, 0, 0, 190), width=5)
+        cx, cy, r = rng.uniform(x0, x1), rng.uniform(y0, y1), span * rng.uniform(0.04, 0.07)
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(0, 0, 0, 90))
         draw.arc((cx - r, cy - r + 4, cx + r, cy + r + 4), start=20, end=160, fill=(255, 255, 255, 170), width=4)
     device.alpha_composite(_clip_to(overlay, device.getchannel("A")))
+
+
+def _worn_patch(draw: ImageDraw.ImageDraw, body: Box, span: float, colour, rng: random.Random) -> None:
+    """Paint rubbed off along an edge or at a corner: a ragged pale streak."""
+    x0, y0, x1, y1 = body
+    along_x = rng.random() < 0.5
+    if along_x:
+        y = rng.choice([y0, y1]) + rng.uniform(-4, 4)
+        start = rng.uniform(x0, x1 - span * 0.3)
+        points = [(start + t * span * 0.35, y + rng.uniform(-1, 1) * span * 0.05) for t in (0, 0.3, 0.6, 1.0)]
+    else:
+        x = rng.choice([x0, x1]) + rng.uniform(-4, 4)
+        start = rng.uniform(y0, y1 - span * 0.3)
+        points = [(x + rng.uniform(-1, 1) * span * 0.05, start + t * span * 0.35) for t in (0, 0.3, 0.6, 1.0)]
+    draw.line(points, fill=(*colour, 220), width=int(span * rng.uniform(0.06, 0.1)), joint="curve")

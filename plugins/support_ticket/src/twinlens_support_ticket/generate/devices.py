@@ -106,14 +106,18 @@ def _swelling(image: Image.Image, box: Box, rng: random.Random) -> None:
     image.alpha_composite(glow)
     seam = ImageDraw.Draw(image)
     side = rng.choice(["left", "right", "top", "bottom"])
-    gap = max(8, int((x1 - x0) * 0.06))
+    gap = max(12, int((x1 - x0) * 0.1))
+    mid_x, mid_y = (x0 + x1) / 2, (y0 + y1) / 2
+    # The panel pushed off the frame: a dark wedge with the lifted edge catching the light.
     edges = {
-        "left": [(x0 + 3, y0 + 20), (x0 + 3 + gap, (y0 + y1) / 2), (x0 + 3, y1 - 20)],
-        "right": [(x1 - 3, y0 + 20), (x1 - 3 - gap, (y0 + y1) / 2), (x1 - 3, y1 - 20)],
-        "top": [(x0 + 20, y0 + 3), ((x0 + x1) / 2, y0 + 3 + gap), (x1 - 20, y0 + 3)],
-        "bottom": [(x0 + 20, y1 - 3), ((x0 + x1) / 2, y1 - 3 - gap), (x1 - 20, y1 - 3)],
+        "left": ([(x0 + 2, y0 + 12), (x0 + 2 + gap, mid_y), (x0 + 2, y1 - 12)], [(x0 + 2 + gap, y0 + 30), (x0 + 2 + gap, y1 - 30)]),
+        "right": ([(x1 - 2, y0 + 12), (x1 - 2 - gap, mid_y), (x1 - 2, y1 - 12)], [(x1 - 2 - gap, y0 + 30), (x1 - 2 - gap, y1 - 30)]),
+        "top": ([(x0 + 12, y0 + 2), (mid_x, y0 + 2 + gap), (x1 - 12, y0 + 2)], [(x0 + 30, y0 + 2 + gap), (x1 - 30, y0 + 2 + gap)]),
+        "bottom": ([(x0 + 12, y1 - 2), (mid_x, y1 - 2 - gap), (x1 - 12, y1 - 2)], [(x0 + 30, y1 - 2 - gap), (x1 - 30, y1 - 2 - gap)]),
     }
-    seam.polygon(edges[side], fill=(12, 12, 12, 255))
+    wedge, lip = edges[side]
+    seam.polygon(wedge, fill=(8, 8, 8, 255))
+    seam.line(lip, fill=(245, 245, 240, 255), width=4)
 
 
 def _screen(image: Image.Image, box: Box, content: ScreenContent | None, rng: random.Random) -> None:

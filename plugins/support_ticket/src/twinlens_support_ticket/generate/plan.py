@@ -18,7 +18,7 @@ from twinlens_support_ticket.generate.devices import VIEWS, Defects
 from twinlens_support_ticket.generate.screens import ScreenContent
 from twinlens_support_ticket.labels import FAULTS
 
-EVIDENCE_MODES = (("both", 0.44), ("photo", 0.28), ("text", 0.28))
+EVIDENCE_MODES = (("both", 0.5), ("photo", 0.25), ("text", 0.25))
 DEVICES_FOR = {
     "cracked_screen": ("phone", "phone", "tablet", "laptop", "watch"),
     "water_damage": ("phone", "tablet", "laptop", "headphones", "watch"),
@@ -53,6 +53,7 @@ class TicketPlan:
     view: str
     defects: Defects = field(default_factory=Defects)
     overlay: str | None = None  # cracks | stains | scratches
+    puddle: bool = False  # spilled liquid on the surface around the device
     screen: ScreenContent | None = None
     close_up: bool = False  # framed on the screen so its message is legible
     has_photo: bool = True
@@ -87,7 +88,7 @@ def plan_ticket(ticket_id: str, fault: str, rng: random.Random) -> TicketPlan:
 
 def _evidence(fault: str, rng: random.Random) -> str:
     if fault == "no_visible_fault":
-        return rng.choice(["none-vague", "none-specific"])
+        return rng.choices(["none-vague", "none-specific"], [0.4, 0.6])[0]
     modes, weights = zip(*EVIDENCE_MODES)
     return rng.choices(modes, weights)[0]
 
@@ -105,7 +106,9 @@ def _show_fault(plan: TicketPlan, rng: random.Random) -> bool:
     plan.defects = Defects(
         bulge=fault == "swollen_battery", missing=fault == "missing_part", broken_port=fault == "broken_port"
     )
-    _idle_screen(plan, rng)
+    plan.puddle = fault == "water_damage" and rng.random() < 0.6
+    # No close-up notice here: framing on the screen would crop the damage out of the photo.
+    _idle_screen(plan, rng, notices=False)
     return False
 
 
@@ -126,11 +129,11 @@ def _clean_photo(plan: TicketPlan, rng: random.Random) -> None:
     _idle_screen(plan, rng)
 
 
-def _idle_screen(plan: TicketPlan, rng: random.Random) -> None:
+def _idle_screen(plan: TicketPlan, rng: random.Random, *, notices: bool = True) -> None:
     """What an undamaged or physically damaged screen shows: nothing about the fault."""
     if plan.view != "front" or plan.device not in SCREENED:
         return
-    kind = rng.choices(["off", "home", "lock", "benign"], [0.3, 0.25, 0.25, 0.2])[0]
+    kind = rng.choices(["off", "home", "lock", "benign"], [0.3, 0.25, 0.25, 0.2 if notices else 0.0])[0]
     if kind == "benign":
         plan.screen, plan.close_up = messages.benign_message(rng), True
     else:
@@ -179,9 +182,12 @@ def product(device: str, rng: random.Random) -> dict[str, str]:
     return {"product_line": line, "model": rng.choice(models), "purchase_date": bought.isoformat(), "warranty_status": warranty}
 
 
-def plan_dataset(n: int, seed: int) -> list[TicketPlan]:
-    """`n` tickets with the faults as balanced as `n` allows, in shuffled order."""
+def plan_dataset(n: int, seed: int, faults: tuple[str, ...] = FAULTS) -> list[TicketPlan]:
+    """`n` tickets with the `faults` as balanced as `n` allows, in shuffled order."""
+    unknown = set(faults) - set(FAULTS)
+    if unknown or not faults:
+        raise ValueError(f"faults must be a non-empty subset of {FAULTS}; unknown: {sorted(unknown)}")
     rng = random.Random(seed)
-    faults = [FAULTS[i % len(FAULTS)] for i in range(n)]
-    rng.shuffle(faults)
-    return [plan_ticket(f"T{seed}-{index:05d}", fault, random.Random(rng.getrandbits(64))) for index, fault in enumerate(faults)]
+    order = [faults[i % len(faults)] for i in range(n)]
+    rng.shuffle(order)
+    return [plan_ticket(f"T{seed}-{index:05d}", fault, random.Random(rng.getrandbits(64))) for index, fault in enumerate(order)]

@@ -74,6 +74,28 @@ def _gradient(rng: random.Random, size: int) -> Image.Image:
 _BACKGROUNDS = {"wood": _wood, "desk": _desk, "fabric": _fabric, "tiles": _tiles, "gradient": _gradient}
 
 
+def puddle(scene: Image.Image, rng: random.Random) -> None:
+    """Spilled liquid on the surface: a flat, glossy, irregular pool with bright glints."""
+    size = scene.width
+    layer = Image.new("RGBA", scene.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    tint = rng.choice([(150, 175, 200), (120, 90, 50), (190, 200, 210)])
+    for _ in range(rng.randint(2, 3)):
+        cx, cy = rng.uniform(0.2, 0.8) * size, rng.uniform(0.2, 0.8) * size
+        radius = rng.uniform(0.18, 0.32) * size
+        phases = [rng.uniform(0, 2 * math.pi) for _ in range(3)]
+        outline = []
+        for i in range(40):
+            angle = 2 * math.pi * i / 40
+            wobble = 1 + sum(0.2 / (k + 1) * math.sin((k + 2) * angle + phases[k]) for k in range(3))
+            outline.append((cx + math.cos(angle) * radius * wobble, cy + math.sin(angle) * radius * wobble * 0.7))
+        draw.polygon(outline, fill=(*tint, 120), outline=(255, 255, 255, 150))
+        for _ in range(rng.randint(2, 4)):  # reflections of the room's lights
+            gx, gy = cx + rng.uniform(-0.5, 0.5) * radius, cy + rng.uniform(-0.4, 0.4) * radius
+            draw.ellipse((gx - 10, gy - 4, gx + 10, gy + 4), fill=(255, 255, 255, 200))
+    scene.paste(layer.filter(ImageFilter.GaussianBlur(1.2)), (0, 0), layer.filter(ImageFilter.GaussianBlur(1.2)))
+
+
 def place(
     scene: Image.Image,
     device: Image.Image,

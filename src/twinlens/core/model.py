@@ -63,10 +63,26 @@ class FusionModel(nn.Module):
     def forward(self, batch: dict[str, Any], present: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """`batch` from twinlens.core.data.collate; `present` overrides which modalities
         each row has (masking for contributions, modality dropout in training)."""
+        return self.heads_from(self.encode(batch, present))
+
+    def encode(self, batch: dict[str, Any], present: dict[str, torch.Tensor] | None = None) -> dict[str, ModalityTokens]:
+        """Each modality's projected tokens; missing rows carry the learned missing token."""
         present = present or batch["present"]
-        features = {m: self._modality_tokens(m, batch, present[m]) for m in self.spec.all_modalities()}
+        return {m: self._modality_tokens(m, batch, present[m]) for m in self.spec.all_modalities()}
+
+    def heads_from(self, features: dict[str, ModalityTokens]) -> dict[str, torch.Tensor]:
         fused = self.fusion(features)
         return {name: head(fused) for name, head in self.heads.items()}
+
+    def only(self, features: dict[str, ModalityTokens], modality: str) -> dict[str, ModalityTokens]:
+        """`features` with every modality but `modality` shown as missing (no encoder re-run)."""
+        return {m: tokens if m == modality else self._all_missing(m, tokens.present) for m, tokens in features.items()}
+
+    def _all_missing(self, modality: str, like: torch.Tensor) -> ModalityTokens:
+        size = like.shape[0]
+        tokens = self.missing[modality].view(1, 1, -1).expand(size, 1, -1)
+        mask = torch.ones(size, 1, dtype=torch.bool, device=tokens.device)
+        return ModalityTokens(tokens, mask, torch.zeros_like(like))
 
     def _modality_tokens(self, modality: str, batch: dict[str, Any], present: torch.Tensor) -> ModalityTokens:
         size = present.shape[0]
@@ -75,8 +91,7 @@ class FusionModel(nn.Module):
         rows = present.nonzero().squeeze(1)
         missing_token = self.missing[modality].view(1, 1, -1)
         if rows.numel() == 0:
-            tokens = missing_token.expand(size, 1, -1)
-            return ModalityTokens(tokens, torch.ones(size, 1, dtype=torch.bool, device=tokens.device), present)
+            return self._all_missing(modality, present)
         raw, raw_mask = self._raw_for_rows(modality, batch, rows)
         projected = self.projections[modality](raw.to(missing_token.dtype))
         tokens = projected.new_zeros(size, projected.shape[1], projected.shape[2]).index_copy(0, rows, projected)

@@ -60,6 +60,21 @@ class ModelSpec(_Spec):
         return ["image", *self.text_inputs]
 
 
+class AugmentSpec(_Spec):
+    """Train-time image augmentation (see core/augment.py); never applied at prediction."""
+
+    enabled: bool = False
+    max_rotation: float = Field(default=10.0, ge=0, le=45)  # degrees either way
+    min_zoom: float = Field(default=0.9, gt=0.3, le=1.0)
+    max_zoom: float = Field(default=1.15, ge=1.0, le=2.0)
+    max_shift: float = Field(default=0.08, ge=0, le=0.3)  # share of the image side
+    # Off by default: mirrored screens and labels are not something a camera produces.
+    flip_probability: float = Field(default=0.0, ge=0, le=1)
+    brightness: float = Field(default=0.2, ge=0, lt=1)
+    contrast: float = Field(default=0.2, ge=0, lt=1)
+    colour: float = Field(default=0.08, ge=0, lt=1)  # per-channel gain, a white-balance shift
+
+
 class TrainConfig(_Spec):
     epochs: int = 10
     batch_size: int = 32
@@ -75,9 +90,14 @@ class TrainConfig(_Spec):
     focal_gamma: float = 2.0
     class_weights: bool = False
     modality_dropout: float = 0.1
+    # Weight of an extra loss per modality, computed with that modality alone (encoders run
+    # once; only fusion and heads run again). Keeps a slow-learning modality from being
+    # starved by an easy one; 0 turns it off.
+    unimodal_loss_weight: float = Field(default=0.0, ge=0)
     val_fraction: float = 0.2
     seed: int = 0
     amp: bool = True  # used on CUDA only
     uncertain_policy: Literal["ignore", "positive", "negative"] = "ignore"
     calibrate: bool = True
     progress: bool = True
+    augment: AugmentSpec = Field(default_factory=AugmentSpec)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from twinlens.core.augment import augment_pixels
 from twinlens.core.bundle import refuse_foreign_folder, save_bundle
 from twinlens.core.calibration import fit_temperature
 from twinlens.core.data import Preprocessor, Targets, batches, collate, encode_targets, regression_stats
@@ -170,11 +171,51 @@ class _TrainingRun:
     def _step(self, rows: torch.Tensor) -> torch.Tensor:
         batch = collate([self.train_encoded[i] for i in rows], self.pre, self.device)
         attach_cache(batch, self.train_cache, rows, self.device)
+        self._augment(batch)
         present = self._modality_dropout(batch["present"])
         targets, masks = self.train_targets.select(rows, self.device)
         with autocast_for(self.device, self.config.amp):
-            outputs = self.model(batch, present)
-        return sum(self.losses[name](outputs[name], targets[name], masks[name]) for name in outputs)
+            features = self.model.encode(batch, present)
+            outputs = self.model.heads_from(features)
+        loss = self._loss(outputs, targets, masks)
+        if self.config.unimodal_loss_weight > 0 and len(self.spec.modalities) > 1:
+            loss = loss + self.config.unimodal_loss_weight * self._unimodal_loss(features, targets, masks)
+        return loss
+
+    def _loss(self, outputs, targets, masks, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Sum of the heads' losses, over `rows` (a bool per sample) when given."""
+        total = 0.0
+        for name, logits in outputs.items():
+            mask = masks[name]
+            if rows is not None:
+                mask = mask & rows.view(-1, *([1] * (mask.dim() - 1)))
+            total = total + self.losses[name](logits, targets[name], mask)
+        return total
+
+    def _unimodal_loss(self, features, targets, masks) -> torch.Tensor:
+        """Mean over modalities of the loss with that modality alone, on the rows that have it.
+
+        The fused loss alone lets an easy modality (pretrained text) carry the batch while
+        a hard one (an image encoder learning from scratch) gets little gradient and stays
+        weak exactly where the fused model needs it: tickets whose words say nothing.
+        """
+        losses = []
+        for modality in self.spec.modalities:
+            rows = features[modality].present
+            if not bool(rows.any()):
+                continue
+            with autocast_for(self.device, self.config.amp):
+                alone = self.model.heads_from(self.model.only(features, modality))
+            losses.append(self._loss(alone, targets, masks, rows))
+        return sum(losses) / max(len(losses), 1)
+
+    def _augment(self, batch: dict[str, Any]) -> None:
+        augment = self.config.augment
+        # A cached (frozen) image encoder never sees pixels during training.
+        if not augment.enabled or "image" not in self.spec.modalities or "image" in batch.get("cached", {}):
+            return
+        inputs = batch["inputs"]["image"]
+        inputs["pixels"] = augment_pixels(inputs["pixels"], self.pre.mean, self.pre.std, augment, self.generator)
 
     def _modality_dropout(self, present: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Hide present modalities at random, never all of a sample's modalities."""

@@ -41,6 +41,7 @@ class FusionModel(nn.Module):
         self.projections = nn.ModuleDict({"image": self._projection(self.image_encoder.num_features, dim)})
         for name in spec.text_inputs:
             self.projections[name] = self._projection(self.text_encoder.num_features, dim)
+        self.feature_dropout = nn.Dropout(spec.feature_dropout)
         self.missing = nn.ParameterDict({m: nn.Parameter(torch.randn(dim) * 0.02) for m in spec.all_modalities()})
         self.fusion = build_fusion(spec.fusion, spec.all_modalities(), dim, spec.dropout, spec.fusion_options)
         self.heads = nn.ModuleDict({task.name: Head(task, dim, spec.dropout) for task in label_schema.tasks})
@@ -93,7 +94,7 @@ class FusionModel(nn.Module):
         if rows.numel() == 0:
             return self._all_missing(modality, present)
         raw, raw_mask = self._raw_for_rows(modality, batch, rows)
-        projected = self.projections[modality](raw.to(missing_token.dtype))
+        projected = self.projections[modality](self.feature_dropout(raw.to(missing_token.dtype)))
         tokens = projected.new_zeros(size, projected.shape[1], projected.shape[2]).index_copy(0, rows, projected)
         mask = raw_mask.new_zeros(size, raw_mask.shape[1]).index_copy(0, rows, raw_mask)
         # Rows without this modality carry only the learned "missing" token.

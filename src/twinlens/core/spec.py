@@ -50,6 +50,10 @@ class ModelSpec(_Spec):
     fusion_options: dict[str, Any] = Field(default_factory=dict)
     hidden_dim: int = 256
     dropout: float = 0.1
+    # Dropout on every encoder's output features (training only), before projection. With
+    # frozen pretrained text features a head can memorise near-unique texts ("it stopped
+    # working, order #52817") instead of learning what they say; this makes that harder.
+    feature_dropout: float = Field(default=0.0, ge=0, lt=1)
     # Named text inputs the model reads, each its own modality sharing one text encoder.
     text_inputs: list[str] = Field(default_factory=lambda: ["text"])
     # Modalities the model may use: "image" and/or names from text_inputs. Training with

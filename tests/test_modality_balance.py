@@ -1,4 +1,5 @@
-"""The per-modality auxiliary loss: `only()` matches masking, and each modality learns alone."""
+"""Keeping one modality from carrying the model: the per-modality auxiliary loss (`only()`
+matches masking; each modality learns alone) and dropout on encoder features."""
 
 import random
 
@@ -80,3 +81,20 @@ def test_without_it_the_modality_the_fused_model_does_not_need_stays_weaker():
     # Image colour is the easier cue for the tiny models here, so text alone lags behind.
     without, with_loss = _alone_accuracy(0.0), _alone_accuracy(1.0)
     assert min(without.values()) < min(with_loss.values()), (without, with_loss)
+
+
+def test_feature_dropout_acts_in_training_only():
+    train, val = split_dataset(Dataset(_redundant(40, 5), SCHEMA), 0.25, 0)
+    spec = tiny_spec(feature_dropout=0.5)
+    run = _TrainingRun(spec, fast_config(), train, val, torch.device("cpu"))
+    batch = collate(run.train_encoded[:8], run.pre)
+    model = run.model
+    with torch.no_grad():
+        model.eval()
+        assert torch.equal(model(batch)["colour"], model(batch)["colour"])
+        model.train()
+        assert not torch.equal(model(batch)["colour"], model(batch)["colour"])
+        # Raw encoder features reach the projection with about half of them zeroed.
+        raw = torch.ones(4, 3, 10)
+        dropped = model.feature_dropout(raw)
+        assert 0.3 < float((dropped == 0).float().mean()) < 0.7

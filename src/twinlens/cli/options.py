@@ -26,6 +26,7 @@ def dataset_options(
     text_required: bool = False,
     skip_bad_rows: bool = False,
     default_label_cols: list[str] | None = None,
+    group_col: str | None = None,
 ) -> DatasetOptions:
     """Only flags actually given are set, so readers can tell a named column from a default."""
     given: dict[str, Any] = {"text_required": text_required, "skip_bad_rows": skip_bad_rows}
@@ -33,6 +34,8 @@ def dataset_options(
         given["image_col"] = image_col
     if text_col is not None:
         given["text_col"] = text_col
+    if group_col is not None:
+        given["group_col"] = group_col
     labels = split_list(label_cols) or default_label_cols
     if labels:
         given["label_cols"] = labels

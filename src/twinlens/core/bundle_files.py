@@ -39,7 +39,9 @@ def content_hash(config: dict[str, Any]) -> str:
 
 
 def bundle_files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != CONFIG_NAME)
+    """Every file but the root config.json (a nested bundle's config.json is listed, so the
+    root's content hash covers it)."""
+    return sorted(name for name in (str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if name != CONFIG_NAME)
 
 
 def _looks_like_pickle(path: Path) -> bool:

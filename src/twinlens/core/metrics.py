@@ -120,7 +120,19 @@ def _means(heads: dict[str, dict[str, Any]]) -> dict[str, float]:
         values = [h[key] for h in heads.values() if h.get(key) is not None]
         if values:
             means[key] = float(np.mean(values))
+    scores = [s for s in (head_score(h) for h in heads.values()) if s is not None]
+    if scores:
+        means["score"] = float(np.mean(scores))
     return means
+
+
+def head_score(head: dict[str, Any]) -> float | None:
+    """One number per head for choosing between models: the mean of macro-F1 (are the
+    decisions right?) and AUROC (is the ranking right?) for labels; R² for regression."""
+    if head.get("r2") is not None and head.get("macro_f1") is None:
+        return float(head["r2"])
+    values = [head[k] for k in ("macro_f1", "auroc") if head.get(k) is not None]
+    return float(np.mean(values)) if values else None
 
 
 def monitored_value(report: dict[str, Any], monitor: str) -> float:

@@ -56,6 +56,9 @@ class DatasetOptions(BaseModel):
     task_kinds: dict[str, TaskKind] = Field(default_factory=dict)
     text_required: bool = False
     skip_bad_rows: bool = False
+    # Column whose value groups rows that must stay on one side of a validation split
+    # (a patient, an event, a customer); readers put it in `Sample.meta["group"]`.
+    group_col: str | None = None
 
 
 class Plugin(ABC):

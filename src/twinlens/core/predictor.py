@@ -32,6 +32,14 @@ class Predictor:
 
     @classmethod
     def from_bundle(cls, path: str | Path, device: str | None = None) -> "Predictor":
+        """A network bundle's Predictor, or the EnsemblePredictor of an ensemble bundle: both
+        answer preprocess / predict / predict_encoded alike."""
+        from twinlens.core.bundle_files import read_bundle_config
+
+        if read_bundle_config(path).get("kind") == "ensemble":
+            from twinlens.core.ensemble import EnsemblePredictor
+
+            return EnsemblePredictor.from_bundle(path, device=device)  # type: ignore[return-value]
         model, tokenizer, config = load_bundle(path)
         return cls(model, tokenizer, config, pick_device(device))
 
@@ -69,6 +77,10 @@ class Predictor:
         shares = self._contributions(encoded, outputs, present, batch_size) if contributions else [{} for _ in encoded]
         return [self._prediction(outputs, row, present[row], shares[row]) for row in range(len(encoded))]
 
+    def outputs(self, encoded: list[EncodedSample], modalities: list[str] | None = None, batch_size: int = 32) -> dict[str, torch.Tensor]:
+        """Calibrated outputs per head (probabilities; regression values), rows in order."""
+        return self._outputs(encoded, modalities, batch_size)
+
     def _outputs(self, encoded, modalities, batch_size) -> dict[str, torch.Tensor]:
         logits = infer_logits(self.model, self.pre, encoded, device=self.device, batch_size=batch_size, modalities=modalities)
         return calibrated_outputs(self.label_schema, logits, self.temperatures, self.stats)
@@ -78,28 +90,36 @@ class Predictor:
         return [[m for m in used if (e.pixels is not None if m == "image" else e.tokens.get(m) is not None)] for e in encoded]
 
     def _contributions(self, encoded, full, present, batch_size) -> list[dict[str, float]]:
-        used = [m for m in self.spec.modalities if any(m in p for p in present)]
-        drops = {m: self._decision_shift(full, self._outputs(encoded, [o for o in self.spec.modalities if o != m], batch_size))
-                 for m in used if any(len(p) > 1 for p in present)}
-        return [_shares(row_present, {m: float(drops[m][row]) for m in drops}) for row, row_present in enumerate(present)]
-
-    def _decision_shift(self, full: dict[str, torch.Tensor], masked: dict[str, torch.Tensor]) -> torch.Tensor:
-        shift = 0.0
-        for task in self.label_schema.tasks:
-            a, b = full[task.name], masked[task.name]
-            if task.kind == "multiclass":
-                top = a.argmax(1, keepdim=True)
-                shift = shift + (a.gather(1, top) - b.gather(1, top)).clamp_min(0).squeeze(1)
-            elif task.kind == "multilabel":
-                shift = shift + (a - b).abs().mean(1)
-            else:
-                std = self.stats.get(task.name, (0.0, 1.0))[1] or 1.0
-                shift = shift + ((a - b).abs() / std).clamp(max=1.0)
-        return shift
+        return modality_contributions(lambda keep: self._outputs(encoded, keep, batch_size), full, present,
+                                      self.spec.modalities, self.label_schema, self.stats)
 
     def _prediction(self, outputs, row: int, present: list[str], shares: dict[str, float]) -> Prediction:
         heads = {task.name: _head(task, outputs[task.name][row]) for task in self.label_schema.tasks}
         return Prediction(heads=heads, contributions=shares, inputs_present=present, model_version=self.version)
+
+
+def modality_contributions(outputs_without, full, present: list[list[str]], modalities: list[str], schema, stats) -> list[dict[str, float]]:
+    """Each present modality's share of the decision: how far the top answers move when
+    that modality is masked out (`outputs_without(kept_modalities)` recomputes them)."""
+    used = [m for m in modalities if any(m in p for p in present)]
+    drops = {m: decision_shift(full, outputs_without([o for o in modalities if o != m]), schema, stats)
+             for m in used if any(len(p) > 1 for p in present)}
+    return [_shares(row_present, {m: float(drops[m][row]) for m in drops}) for row, row_present in enumerate(present)]
+
+
+def decision_shift(full: dict[str, torch.Tensor], masked: dict[str, torch.Tensor], schema, stats) -> torch.Tensor:
+    shift = 0.0
+    for task in schema.tasks:
+        a, b = torch.as_tensor(full[task.name]), torch.as_tensor(masked[task.name])
+        if task.kind == "multiclass":
+            top = a.argmax(1, keepdim=True)
+            shift = shift + (a.gather(1, top) - b.gather(1, top)).clamp_min(0).squeeze(1)
+        elif task.kind == "multilabel":
+            shift = shift + (a - b).abs().mean(1)
+        else:
+            std = stats.get(task.name, (0.0, 1.0))[1] or 1.0
+            shift = shift + ((a - b).abs() / std).clamp(max=1.0).reshape(-1)
+    return shift
 
 
 def sample_extras(sample: Sample) -> dict[str, Any]:
@@ -115,6 +135,11 @@ def _shares(present: list[str], shifts: dict[str, float]) -> dict[str, float]:
     if total <= 1e-9:
         return {m: round(1.0 / len(present), 4) for m in present}
     return {m: round(v / total, 4) for m, v in raw.items()}
+
+
+def head_prediction(task: Task, values) -> HeadPrediction:
+    """One row of calibrated outputs (probabilities, or a regression value) as a HeadPrediction."""
+    return _head(task, torch.as_tensor(values))
 
 
 def _head(task: Task, values: torch.Tensor) -> HeadPrediction:

@@ -105,3 +105,9 @@ class TrainConfig(_Spec):
     calibrate: bool = True
     progress: bool = True
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
+    # Wall-clock budget for the epochs (seconds; None: no limit). After the first epoch the
+    # run plans as many epochs as fit (the learning-rate schedule follows that plan) and
+    # never starts an epoch it cannot finish in time.
+    time_limit_seconds: float | None = Field(default=None, gt=0)
+    # Shown on the progress bar: which candidate is training (set by the automatic recipe).
+    progress_label: str = ""

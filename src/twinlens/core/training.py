@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,27 +60,57 @@ def train_model(
     config: TrainConfig | None = None,
     device: str | None = None,
 ) -> TrainResult:
+    """Train one network (the `network` preset) and write its bundle."""
     spec = spec or plugin.default_model_spec()
     config = config or plugin.training_defaults()
     refuse_foreign_folder(Path(out_dir))  # before spending the training time
     seed_everything(config.seed)
     if val is None:
         train, val = split_dataset(train, config.val_fraction, config.seed)
+    fitted = fit_network(train, val, spec, config, device)
+    bundle_config = fitted.save(Path(out_dir), plugin)
+    return TrainResult(Path(out_dir), {**fitted.report, "version": bundle_config["version"]}, fitted.history)
+
+
+@dataclass
+class FittedNetwork:
+    """A trained network still in memory: its validation outputs, report and a way to save."""
+
+    run: "_TrainingRun"
+    history: list[dict[str, Any]]
+    temperatures: dict[str, float]
+    report: dict[str, Any]
+    train_size: int
+    val_size: int
+
+    def save(self, out_dir: Path, plugin: Plugin, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        run = self.run
+        return save_bundle(Path(out_dir), run.model, run.tokenizer, {
+            "plugin": plugin.name,
+            "plugin_version": plugin.version,
+            "train_config": run.config.model_dump(mode="json"),
+            "temperatures": self.temperatures,
+            "regression_stats": run.stats,
+            "metrics": {"validation": self.report},
+            "history": self.history,
+            "data": {"train": self.train_size, "validation": self.val_size},
+            **(extra or {}),
+        })
+
+    def predictor(self, plugin: Plugin):
+        """A Predictor over the in-memory model (what the saved bundle will load as)."""
+        from twinlens.core.predictor import Predictor
+
+        config = {"plugin": plugin.name, "version": "unsaved", "temperatures": self.temperatures, "regression_stats": self.run.stats}
+        return Predictor(self.run.model, self.run.tokenizer, config, self.run.device)
+
+
+def fit_network(train: Dataset, val: Dataset, spec: ModelSpec, config: TrainConfig, device: str | None = None) -> FittedNetwork:
+    seed_everything(config.seed)
     run = _TrainingRun(spec, config, train, val, pick_device(device))
     history = run.fit()
     temperatures = run.calibrate()
-    report = run.report(temperatures)
-    bundle_config = save_bundle(Path(out_dir), run.model, run.tokenizer, {
-        "plugin": plugin.name,
-        "plugin_version": plugin.version,
-        "train_config": config.model_dump(mode="json"),
-        "temperatures": temperatures,
-        "regression_stats": run.stats,
-        "metrics": {"validation": report},
-        "history": history,
-        "data": {"train": len(train.samples), "validation": len(val.samples)},
-    })
-    return TrainResult(Path(out_dir), {**report, "version": bundle_config["version"]}, history)
+    return FittedNetwork(run, history, temperatures, run.report(temperatures), len(train.samples), len(val.samples))
 
 
 class _TrainingRun:
@@ -124,12 +155,13 @@ class _TrainingRun:
         if slow:
             groups.append({"params": slow, "lr": self.config.encoder_lr})
         optimizer = torch.optim.AdamW(groups, weight_decay=self.config.weight_decay)
-        warmup = max(1, int(total_steps * self.config.warmup_ratio))
+        self.total_steps = total_steps  # shortened once a time limit shows fewer epochs fit
 
         def schedule(step: int) -> float:
+            warmup = max(1, int(self.total_steps * self.config.warmup_ratio))
             if step < warmup:
                 return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+            return max(0.0, 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, self.total_steps - warmup)))))
 
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
@@ -137,11 +169,17 @@ class _TrainingRun:
         steps_per_epoch = math.ceil(len(self.train_encoded) / self.config.batch_size)
         optimizer, scheduler = self._optimizer(steps_per_epoch * self.config.epochs)
         best, best_state, stale, history = float("-inf"), None, 0, []
+        self.planned_epochs = self.config.epochs
+        started = time.monotonic()
         for epoch in range(1, self.config.epochs + 1):
+            if epoch > self.planned_epochs:
+                break
             loss = self._epoch(optimizer, scheduler, epoch)
             report = self.report({})
             score = monitored_value(report, self.config.monitor)
             history.append({"epoch": epoch, "train_loss": loss, "monitor": self.config.monitor, "value": score})
+            if epoch == 1:
+                self._plan_epochs(time.monotonic() - started, steps_per_epoch)
             if score > best:
                 best, best_state, stale = score, copy.deepcopy(self.model.state_dict()), 0
             else:
@@ -152,11 +190,21 @@ class _TrainingRun:
             self.model.load_state_dict(best_state)
         return history
 
+    def _plan_epochs(self, epoch_seconds: float, steps_per_epoch: int) -> None:
+        """With a time limit, plan only the epochs that fit (the first one is measured)."""
+        limit = self.config.time_limit_seconds
+        if limit is None:
+            return
+        self.planned_epochs = max(1, min(self.config.epochs, int(limit // max(epoch_seconds, 1e-3))))
+        self.total_steps = steps_per_epoch * self.planned_epochs
+
     def _epoch(self, optimizer, scheduler, epoch: int) -> float:
         self.model.train()
         total, count = 0.0, 0
         order = list(batches(len(self.train_encoded), self.config.batch_size, self.generator))
-        bar = tqdm(order, desc=f"epoch {epoch}/{self.config.epochs}", disable=not self.config.progress, leave=False)
+        label = f"{self.config.progress_label} " if self.config.progress_label else ""
+        bar = tqdm(order, desc=f"{label}epoch {epoch}/{getattr(self, 'planned_epochs', self.config.epochs)}",
+                   disable=not self.config.progress, leave=False)
         for rows in bar:
             loss = self._step(rows)
             optimizer.zero_grad(set_to_none=True)
@@ -241,4 +289,4 @@ class _TrainingRun:
         return outputs_report(self.schema, self.val_logits(), self.val_targets, temperatures, self.stats)
 
 
-__all__ = ["TrainResult", "train_model", "split_dataset", "seed_everything", "Targets"]
+__all__ = ["TrainResult", "train_model", "fit_network", "FittedNetwork", "split_dataset", "seed_everything", "Targets"]

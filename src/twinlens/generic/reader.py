@@ -105,9 +105,21 @@ class _RowReader:
             image=image,
             texts={self.text_input: text},
             id=self._row_id(row),
-            meta={"line": row.line, "source": str(self.table.path)},
+            meta={"line": row.line, "source": str(self.table.path), **self._grouping(row)},
         )
         return _ParsedRow(row.line, sample)
+
+    def _grouping(self, row: Row) -> dict[str, str]:
+        """The row's group (for grouped validation splits) and image path (rows that share
+        one image need its features computed once)."""
+        found = {}
+        column = self.options.group_col
+        if column and not label_rules.is_missing(row.values.get(column)):
+            found["group"] = str(row.values[column])
+        image = row.values.get(self.options.image_col) if self.options.image_col else None
+        if isinstance(image, str) and image.strip():
+            found["image_ref"] = image.strip()
+        return found
 
     def _input_errors(self, row: Row, errors: list[RowError]) -> bool:
         names = {self.options.image_col, self.options.text_col}

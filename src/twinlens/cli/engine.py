@@ -17,7 +17,7 @@ from twinlens.cli import app
 from twinlens.cli.common import UsageProblem, json_safe, parse_pairs, split_list, user_errors, write_json
 from twinlens.cli.datasets import read_data, read_for_schema
 from twinlens.cli.options import dataset_options, load_spec_file, model_spec, train_config
-from twinlens.cli.render import console, print_prediction, print_report
+from twinlens.cli.render import console, print_candidates, print_members, print_prediction, print_report
 from twinlens.core.plugin import Plugin, RawInput
 from twinlens.core.registry import get_plugin
 from twinlens.core.schema import LabelSchema
@@ -32,6 +32,7 @@ TextRequired = Annotated[bool, typer.Option("--text-required", help="Rows with e
 SkipBadRows = Annotated[bool, typer.Option("--skip-bad-rows", help="Leave bad rows out (and list them) instead of stopping.")]
 Device = Annotated[Optional[str], typer.Option("--device", help="torch device, e.g. cpu or cuda (default: cuda when available).")]
 Modalities = Annotated[Optional[str], typer.Option("--modalities", help="Comma list of modalities to use, e.g. image,text.")]
+GroupCol = Annotated[Optional[str], typer.Option("--group-col", help="Column grouping rows (patient, event...) that must stay on one side of the validation split.")]
 
 
 @app.command()
@@ -57,8 +58,13 @@ def train(
     skip_bad_rows: SkipBadRows = False,
     device: Device = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    preset: Annotated[str, typer.Option("--preset", help="auto: baselines, zero-shot and a network within --time-limit, the best or their ensemble ships; network: one network as configured.")] = "auto",
+    time_limit: Annotated[float, typer.Option("--time-limit", min=10, help="Seconds the auto preset may spend training (about).")] = 300.0,
+    group_col: GroupCol = None,
 ) -> None:
     """Train a model for a plugin and write a bundle; prints the validation report."""
+    if preset not in ("auto", "network"):
+        raise UsageProblem(f"--preset {preset}: choose auto or network")
     chosen = get_plugin(plugin)
     overrides = load_spec_file(spec)
     model = model_spec(chosen.default_model_spec(), overrides["model"], fusion=fusion, image_encoder=image_encoder,
@@ -68,15 +74,23 @@ def train(
     _check_out_dir(out)
     _check_engine_names(model)
     options = dataset_options(image_col=image_col, text_col=text_col, label_cols=label_col, task_kinds=task_kind,
-                              text_required=text_required, skip_bad_rows=skip_bad_rows)
+                              text_required=text_required, skip_bad_rows=skip_bad_rows, group_col=group_col)
     train_set = read_data(chosen, data, options)
     val_set = read_for_schema(chosen, val, options, train_set.label_schema) if val else None
     _check_schema(chosen, train_set.label_schema)
 
-    from twinlens.core.training import train_model
+    if preset == "network":
+        from twinlens.core.training import train_model
 
-    result = train_model(chosen, train_set, out_dir=out, val=val_set, spec=model, config=config, device=device)
-    print_report(result.metrics, "validation report")
+        result = train_model(chosen, train_set, out_dir=out, val=val_set, spec=model, config=config, device=device)
+        print_report(result.metrics, "validation report")
+    else:
+        from twinlens.core.recipe import RecipeOptions, train_auto
+
+        recipe = RecipeOptions(time_limit=time_limit, seed=config.seed, progress=progress, device=device)
+        result = train_auto(chosen, train_set, out_dir=out, val=val_set, spec=model, config=config, options=recipe)
+        print_report(result.metrics, f"validation report of what ships ({result.metrics['shipped']})")
+        print_candidates(result.metrics, "candidates on the same validation split")
     console.print(f"model bundle: {result.bundle_dir}")
 
 
@@ -128,34 +142,38 @@ def evaluate(
     text_required: TextRequired = False,
     skip_bad_rows: SkipBadRows = False,
     device: Device = None,
+    group_col: GroupCol = None,
 ) -> None:
-    """Evaluate a model bundle on a labelled data set; prints a table per head."""
+    """Evaluate a model bundle on a labelled data set; prints a table per head (and, for an
+    automatic run's bundle, every baseline it kept next to what ships)."""
     from twinlens.core.bundle_files import read_bundle_config
 
     config = read_bundle_config(model)
     chosen = get_plugin(config["plugin"])
     schema = LabelSchema.model_validate(config["label_schema"])
     options = dataset_options(image_col=image_col, text_col=text_col, label_cols=label_col,
-                              text_required=text_required, skip_bad_rows=skip_bad_rows)
+                              text_required=text_required, skip_bad_rows=skip_bad_rows, group_col=group_col)
     dataset = read_for_schema(chosen, data, options, schema)
     used = split_list([modalities]) if modalities else None
-    _check_modalities(used, ModelSpec.model_validate(config["model_spec"]))
+    known = config["modalities"] if config.get("kind") == "ensemble" else ModelSpec.model_validate(config["model_spec"]).all_modalities()
+    _check_modalities(used, known)
 
     from twinlens.core.evaluation import evaluate_bundle
 
     report = evaluate_bundle(model, dataset, modalities=used, device=device)
     print_report(report, f"evaluation of {config.get('version', model)} on {data}")
+    print_members(report, "every model kept in the bundle, on the same data")
     if json_file is not None:
         write_json(json_file, report)
         console.print(f"report written to {json_file}")
 
 
-def _check_modalities(used: list[str] | None, spec: ModelSpec) -> None:
+def _check_modalities(used: list[str] | None, known: list[str]) -> None:
     if used is None:
         return
-    unknown = [name for name in used if name not in spec.all_modalities()]
+    unknown = [name for name in used if name not in known]
     if unknown or not used:
-        raise UsageProblem(f"--modalities {','.join(used)}: this model has {', '.join(spec.all_modalities())}")
+        raise UsageProblem(f"--modalities {','.join(used)}: this model has {', '.join(known)}")
 
 
 @app.command()

@@ -38,6 +38,54 @@ def print_report(report: dict[str, Any], title: str) -> None:
             console.print(_per_class_table(name, head["per_class"]))
 
 
+def print_candidates(metrics: dict[str, Any], title: str) -> None:
+    """Every candidate of an automatic run (baselines, zero-shot, network, ensemble) side by
+    side on the same validation split, which one ships and what fusion adds."""
+    table = Table(title=title, title_justify="left")
+    for column in ("candidate", "modalities", "score", "accuracy", "macro-F1", "AUROC", "ECE", "seconds"):
+        table.add_column(column, justify="left" if column in ("candidate", "modalities") else "right")
+    rows = dict(metrics.get("candidates", {}))
+    for name, candidate in rows.items():
+        mean = candidate["report"].get("mean", {})
+        table.add_row(Text(name), ",".join(candidate.get("modalities", [])), number(candidate.get("score")),
+                      number(mean.get("accuracy")), number(mean.get("macro_f1")), number(mean.get("auroc")),
+                      number(mean.get("ece")), number(candidate.get("seconds"), 1))
+        for modality, report in candidate.get("notes", {}).get("alone", {}).items():
+            alone = report.get("mean", {})
+            table.add_row(Text(f"  {name}, {modality} alone"), modality, number(alone.get("score")), number(alone.get("accuracy")),
+                          number(alone.get("macro_f1")), number(alone.get("auroc")), number(alone.get("ece")), "")
+    shipped = metrics.get("mean", {})
+    table.add_row(Text(f"shipped: {metrics.get('shipped')}", style="bold"), "", number(shipped.get("score")),
+                  number(shipped.get("accuracy")), number(shipped.get("macro_f1")), number(shipped.get("auroc")),
+                  number(shipped.get("ece")), number(metrics.get("seconds"), 1))
+    console.print(table)
+    console.print(Text(f"why: {metrics.get('shipped_reason', '')}"))
+    gain = metrics.get("what_fusion_adds")
+    if gain and gain.get("gain") is not None:
+        console.print(Text(f"what fusion adds: shipped {gain['shipped']:.3f} vs best single-modality model "
+                           f"{gain['best_single_modality']:.3f} ({gain['gain']:+.3f})"))
+
+
+def print_members(report: dict[str, Any], title: str) -> None:
+    """An ensemble bundle's evaluation: every kept candidate next to what ships."""
+    members = report.get("members")
+    if not members:
+        return
+    table = Table(title=title, title_justify="left")
+    for column in ("model", "weight", "modalities", "score", "accuracy", "macro-F1", "AUROC", "ECE"):
+        table.add_column(column, justify="left" if column in ("model", "modalities") else "right")
+    for name, member in members.items():
+        mean = member["report"].get("mean", {})
+        weight = number(member["weight"], 2) if member["kind"] != "view" else ""
+        table.add_row(Text(name), weight, ",".join(member["modalities"]), number(mean.get("score")), number(mean.get("accuracy")),
+                      number(mean.get("macro_f1")), number(mean.get("auroc")), number(mean.get("ece")))
+    mean = report.get("mean", {})
+    table.add_row(Text(f"shipped: {report.get('shipped')}", style="bold"), "", ",".join(report.get("modalities", [])),
+                  number(mean.get("score")), number(mean.get("accuracy")), number(mean.get("macro_f1")),
+                  number(mean.get("auroc")), number(mean.get("ece")))
+    console.print(table)
+
+
 def _per_class_table(head: str, per_class: dict[str, dict[str, Any]]) -> Table:
     table = Table(title=f"{head}: per class", title_justify="left")
     table.add_column("label")

@@ -23,6 +23,8 @@ from twinlens.core.spec import ModelSpec
 class EncodedSample:
     pixels: torch.Tensor | None  # uint8 (3, S, S)
     tokens: dict[str, list[int] | None] = field(default_factory=dict)
+    # Per text input: hashed n-gram (bucket ids, weights) when the model has a lexical branch.
+    lexical: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 class Preprocessor:
@@ -55,7 +57,13 @@ class Preprocessor:
 
     def encode(self, sample: Sample) -> EncodedSample:
         tokens = {name: self.text(sample.texts.get(name)) for name in self.spec.text_inputs}
-        return EncodedSample(self.image(sample.image), tokens)
+        lexical = {}
+        if self.spec.lexical_buckets:
+            from twinlens.core.lexical import hashed_ngrams
+
+            lexical = {name: hashed_ngrams(sample.texts[name], self.spec.lexical_buckets)
+                       for name in self.spec.text_inputs if tokens[name] is not None}
+        return EncodedSample(self.image(sample.image), tokens, lexical)
 
     def encode_many(self, samples: list[Sample], threads: int = 2) -> list[EncodedSample]:
         if len(samples) < 16 or threads <= 1:
@@ -81,6 +89,8 @@ def collate(encoded: list[EncodedSample], pre: Preprocessor, device: torch.devic
         ids = [item.tokens.get(name) for item in encoded]
         present[name] = torch.tensor([t is not None for t in ids])
         inputs[name] = _pad([t or [pad_id] for t in ids], pad_id, device)
+        if spec.lexical_buckets:
+            inputs[name].update(_pad_lexical([item.lexical.get(name) for item in encoded], device))
     return {"present": {m: p.to(device) for m, p in present.items()}, "inputs": inputs}
 
 
@@ -92,6 +102,18 @@ def _pad(sequences: list[list[int]], pad_id: int, device) -> dict[str, torch.Ten
         ids[row, : len(sequence)] = torch.tensor(sequence)
         mask[row, : len(sequence)] = 1
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+
+def _pad_lexical(rows: list[tuple[np.ndarray, np.ndarray] | None], device) -> dict[str, torch.Tensor]:
+    """Bucket ids and weights padded to one width (padding: bucket 0 with weight 0)."""
+    width = max([len(r[0]) for r in rows if r is not None] + [1])
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    weights = torch.zeros((len(rows), width), dtype=torch.float32)
+    for row, item in enumerate(rows):
+        if item is not None and len(item[0]):
+            ids[row, : len(item[0])] = torch.from_numpy(item[0])
+            weights[row, : len(item[1])] = torch.from_numpy(item[1])
+    return {"lexical_ids": ids.to(device), "lexical_weights": weights.to(device)}
 
 
 def batches(count: int, batch_size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:

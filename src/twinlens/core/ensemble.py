@@ -235,14 +235,17 @@ class EnsemblePredictor:
 
 
     @classmethod
-    def from_bundle(cls, path: str | Path, device: str | None = None) -> "EnsemblePredictor":
+    def from_bundle(cls, path: str | Path, device: str | None = None, *, every_member: bool = False) -> "EnsemblePredictor":
+        """Loads the members that ship (weight > 0); `every_member` also loads the
+        candidates kept for comparison (evaluation)."""
         root = Path(path)
         config = read_bundle_config(root)
         schema = LabelSchema.model_validate(config["label_schema"])
         arrays = _load_arrays(root / LINEAR_WEIGHTS) if (root / LINEAR_WEIGHTS).is_file() else {}
         members: list[Member] = []
         network = None
-        for meta in config["members"]:
+        chosen = [m for m in config["members"] if every_member or m["weight"] > 0]
+        for meta in chosen:
             if meta["kind"] == "network":
                 from twinlens.core.predictor import Predictor
 
@@ -252,7 +255,7 @@ class EnsemblePredictor:
                 members.append(LinearMember.load(root, meta, schema, arrays))
             else:
                 members.append(ZeroShotMember(meta["name"], schema, meta["modalities"], device=device))
-        weights = np.array([m["weight"] for m in config["members"]], dtype=np.float64)
+        weights = np.array([m["weight"] for m in chosen], dtype=np.float64)
         return cls(members, weights, config, network)
 
     plugin_name = property(lambda self: self.config["plugin"])

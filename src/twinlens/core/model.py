@@ -42,6 +42,11 @@ class FusionModel(nn.Module):
         for name in spec.text_inputs:
             self.projections[name] = self._projection(self.text_encoder.num_features, dim)
         self.feature_dropout = nn.Dropout(spec.feature_dropout)
+        if spec.lexical_buckets:
+            # Shared by every text input, like the text encoder; one projection per input.
+            self.lexical = nn.EmbeddingBag(spec.lexical_buckets, spec.lexical_dim, mode="sum")
+            nn.init.normal_(self.lexical.weight, std=0.02)
+            self.lexical_projections = nn.ModuleDict({name: self._projection(spec.lexical_dim, dim) for name in spec.text_inputs})
         self.missing = nn.ParameterDict({m: nn.Parameter(torch.randn(dim) * 0.02) for m in spec.all_modalities()})
         self.fusion = build_fusion(spec.fusion, spec.all_modalities(), dim, spec.dropout, spec.fusion_options)
         self.heads = nn.ModuleDict({task.name: Head(task, dim, spec.dropout) for task in label_schema.tasks})
@@ -95,6 +100,8 @@ class FusionModel(nn.Module):
             return self._all_missing(modality, present)
         raw, raw_mask = self._raw_for_rows(modality, batch, rows)
         projected = self.projections[modality](self.feature_dropout(raw.to(missing_token.dtype)))
+        if modality != "image" and self.spec.lexical_buckets:
+            projected = projected + self._lexical_vector(modality, batch, rows).unsqueeze(1)
         tokens = projected.new_zeros(size, projected.shape[1], projected.shape[2]).index_copy(0, rows, projected)
         mask = raw_mask.new_zeros(size, raw_mask.shape[1]).index_copy(0, rows, raw_mask)
         # Rows without this modality carry only the learned "missing" token.
@@ -105,13 +112,20 @@ class FusionModel(nn.Module):
         mask = torch.where(missing_rows[:, None], first, mask)
         return ModalityTokens(tokens, mask, present)
 
+    def _lexical_vector(self, modality: str, batch: dict[str, Any], rows: torch.Tensor) -> torch.Tensor:
+        """The text's hashed n-grams as one vector, added to each of its tokens."""
+        inputs = batch["inputs"][modality]
+        ids, weights = inputs["lexical_ids"][rows], inputs["lexical_weights"][rows]
+        bag = self.lexical(ids, per_sample_weights=weights.to(self.lexical.weight.dtype))
+        return self.lexical_projections[modality](bag)
+
     def _raw_for_rows(self, modality: str, batch: dict[str, Any], rows: torch.Tensor):
         cached = batch.get("cached", {}).get(modality)
         if cached is not None:  # frozen encoder outputs computed once before training
             tokens, mask = cached
             return tokens[rows], mask[rows]
         inputs = batch["inputs"][modality]
-        selected = {key: value[rows] for key, value in inputs.items()}
+        selected = {key: value[rows] for key, value in inputs.items() if not key.startswith("lexical_")}
         if modality != "image":
             selected = _trim_padding(selected)
         frozen = self._is_frozen(modality)

@@ -46,6 +46,7 @@ DEFAULT_TIME_LIMIT = 300.0  # seconds: a few minutes on a laptop CPU
 SELECT_METRIC = "mean.score"  # mean of macro-F1 and AUROC per head (R² for regression)
 MIN_NETWORK_SECONDS = 20.0
 ENSEMBLE_ROUNDS = 25
+LEXICAL_BUCKETS = 1 << 16
 
 
 @dataclass
@@ -276,6 +277,9 @@ def network_plan(spec: ModelSpec, config: TrainConfig, fit: CaseView, modalities
     if not used:
         return spec, config, {"skipped": "no modality left for a network"}
     spec = spec.model_copy(update={"modalities": used})
+    if any(m != "image" for m in used) and not spec.lexical_buckets:
+        spec = spec.model_copy(update={"lexical_buckets": LEXICAL_BUCKETS})
+        why["lexical"] = f"hashed n-grams ({LEXICAL_BUCKETS} buckets) next to the sentence encoder"
     imbalanced = any(is_imbalanced(t, fit.targets[t.name], fit.masks[t.name]) for t in schema.tasks if t.kind == "multiclass")
     train_updates: dict[str, Any] = {
         "time_limit_seconds": budget, "seed": seed, "progress": progress, "progress_label": "network",
@@ -420,8 +424,12 @@ def train_auto(plugin: Plugin, dataset: Dataset, *, out_dir: Path, val: Dataset 
     bar.close()
 
     shipped = _select(schema, candidates, val_view)
-    final_members = [c.refit(fit_view.join(val_view)) if c.refit else c.member for c in shipped.members]
-    network = next((c for c in shipped.members if c.member.kind == "network"), None)
+    # Every candidate is kept (weight 0 when it does not ship), so `twinlens evaluate`
+    # can show the baselines on new data next to what ships; serving skips weight 0.
+    everything = fit_view.join(val_view)
+    final_members = [c.refit(everything) if c.refit else c.member for c in candidates]
+    final_weights = [shipped.weights[shipped.members.index(c)] if c in shipped.members else 0.0 for c in candidates]
+    network = next((c for c in candidates if c.member.kind == "network"), None)
     what_fusion_adds = _fusion_gain(candidates, shipped, modalities)
     extra = {
         "plugin": plugin.name, "plugin_version": plugin.version,
@@ -439,7 +447,7 @@ def train_auto(plugin: Plugin, dataset: Dataset, *, out_dir: Path, val: Dataset 
                  "grouped": any(s.meta.get("group") is not None for s in dataset.samples)},
     }
     saver = (lambda folder: network.fitted.save(folder, plugin)) if network is not None else None  # type: ignore[attr-defined]
-    bundle_config = save_ensemble(Path(out_dir), members=final_members, weights=shipped.weights, network_saver=saver, extra=extra)
+    bundle_config = save_ensemble(Path(out_dir), members=final_members, weights=final_weights, network_saver=saver, extra=extra)
     metrics = {**shipped.report, "version": bundle_config["version"], "shipped": shipped.name, "shipped_reason": shipped.reason,
                "candidates": extra["metrics"]["candidates"], "what_fusion_adds": what_fusion_adds,
                "seconds": round(clock.elapsed, 1)}

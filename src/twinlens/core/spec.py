@@ -54,6 +54,10 @@ class ModelSpec(_Spec):
     # frozen pretrained text features a head can memorise near-unique texts ("it stopped
     # working, order #52817") instead of learning what they say; this makes that harder.
     feature_dropout: float = Field(default=0.0, ge=0, lt=1)
+    # The lexical branch (core/lexical.py): hashed word/char n-grams of each text input,
+    # added to that text's tokens, so exact words and codes count. 0 turns it off.
+    lexical_buckets: int = Field(default=0, ge=0, le=1 << 22)
+    lexical_dim: int = Field(default=64, ge=4)
     # Named text inputs the model reads, each its own modality sharing one text encoder.
     text_inputs: list[str] = Field(default_factory=lambda: ["text"])
     # Modalities the model may use: "image" and/or names from text_inputs. Training with

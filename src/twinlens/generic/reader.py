@@ -95,6 +95,7 @@ class _RowReader:
         self.clean = clean
         self.text_input = text_input
         self.keep_side = keep_side
+        self._decoded: dict[Path, "Image.Image"] = {}
 
     def parse(self, row: Row, errors: list[RowError]) -> _ParsedRow:
         image = self._image(row, errors)
@@ -144,11 +145,15 @@ class _RowReader:
         path = Path(cell)
         if not path.is_absolute():
             path = self.table.path.parent / path  # relative to the manifest, not the cwd
+        # Rows often share an image (posts of one photo): decode it once, hold it once.
+        if path in self._decoded:
+            return self._decoded[path]
         if not path.is_file():
             raise InputError("image", "file not found")
         image = decode_image(path.read_bytes(), target_size=self.keep_side)
         if max(image.size) > self.keep_side:
             image.thumbnail((self.keep_side, self.keep_side))
+        self._decoded[path] = image
         return image
 
     def _text(self, row: Row, errors: list[RowError]) -> str | None:

@@ -228,9 +228,10 @@ def demo(
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where the demo keeps its database, blobs and model.")] = None,
     plugin: Annotated[Optional[str], typer.Option(help="Plugin (default: support_ticket if installed, else generic).")] = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 8000,
-    samples: Annotated[int, typer.Option(help="Sample jobs to send.")] = 5,
-    train_rows: Annotated[int, typer.Option(help="Rows of generated training data.")] = 200,
-    epochs: Annotated[int, typer.Option(help="Training epochs for the demo model.")] = 3,
+    samples: Annotated[int, typer.Option(help="Sample jobs to send.")] = 10,
+    train_rows: Annotated[int, typer.Option(help="Rows of generated training data.")] = 400,
+    epochs: Annotated[int, typer.Option(help="Most training epochs of the demo's network (the time limit decides).")] = 40,
+    time_limit: Annotated[float, typer.Option("--time-limit", help="Seconds the demo may spend training its model (about).")] = 120.0,
     tiny: Annotated[bool, typer.Option("--tiny", help="Tiny random encoders (seconds to train; for tests).")] = False,
     keep_serving: Annotated[bool, typer.Option("--keep-serving/--exit-after-samples", "--no-keep-serving",
                                                help="Keep serving until Ctrl-C (default) or exit after the samples.")] = True,
@@ -244,7 +245,7 @@ def demo(
     settings = _settings(data_dir=data_dir).model_copy(update={"broker_url": None})
     database = _database(settings, migrate=True)
     chosen = _demo_plugin(plugin)
-    model = _ensure_demo_model(console, database, settings, chosen, train_rows, epochs, tiny)
+    model = _ensure_demo_model(console, database, settings, chosen, train_rows, epochs, tiny, time_limit)
     key = _demo_key(database)
     service = EmbeddedService(settings, port=port, database=database).build(migrate=False).start()
     try:
@@ -272,7 +273,8 @@ def _demo_plugin(requested: str | None) -> str:
     return "support_ticket" if "support_ticket" in names else "generic"
 
 
-def _ensure_demo_model(console, database, settings: Settings, plugin_name: str, rows: int, epochs: int, tiny: bool) -> str:
+def _ensure_demo_model(console, database, settings: Settings, plugin_name: str, rows: int, epochs: int, tiny: bool,
+                       time_limit: float) -> str:
     from twinlens.db.repositories import ModelRepository
     from twinlens.services import models
 
@@ -281,16 +283,27 @@ def _ensure_demo_model(console, database, settings: Settings, plugin_name: str, 
         if active is not None:
             return active.version
     bundle = settings.data_dir / "models" / f"{plugin_name}-demo-{int(time.time())}"
-    console.print(f"No model for [cyan]{plugin_name}[/] yet: training a small one on {rows} generated rows ({epochs} epochs)...")
-    train_sample_model(plugin_name, bundle, rows=rows, epochs=epochs, tiny=tiny)
+    console.print(f"No model for [cyan]{plugin_name}[/] yet: training one on {rows} generated rows (about {time_limit:.0f} s)...")
+    _, metrics = train_sample_model_with_report(plugin_name, bundle, rows=rows, epochs=epochs, tiny=tiny, time_limit=time_limit)
+    _print_training(console, metrics)
     with database.session() as session:
         return models.register_bundle(session, None, str(bundle), scope="global", activate=True).version
 
 
-def train_sample_model(plugin_name: str, bundle_dir: Path, *, rows: int = 200, epochs: int = 3, tiny: bool = False, seed: int = 0) -> Path:
-    """Train a model on the plugin's generated sample data; return the bundle directory."""
+def train_sample_model(plugin_name: str, bundle_dir: Path, *, rows: int = 200, epochs: int = 3, tiny: bool = False, seed: int = 0,
+                       preset: str = "auto", time_limit: float | None = None) -> Path:
+    """Train a model on the plugin's generated sample data; return the bundle directory.
+
+    The default preset is the automatic recipe (baselines, zero-shot, a network, the best or
+    their ensemble ships) within `time_limit` seconds (30 with tiny encoders, else 150).
+    """
+    return train_sample_model_with_report(plugin_name, bundle_dir, rows=rows, epochs=epochs, tiny=tiny, seed=seed,
+                                          preset=preset, time_limit=time_limit)[0]
+
+
+def train_sample_model_with_report(plugin_name: str, bundle_dir: Path, *, rows: int = 200, epochs: int = 3, tiny: bool = False,
+                                   seed: int = 0, preset: str = "auto", time_limit: float | None = None) -> tuple[Path, dict[str, Any]]:
     from twinlens.core.registry import get_plugin
-    from twinlens.core.training import train_model
 
     plugin = get_plugin(plugin_name)
     manifest = plugin.make_sample_dataset(bundle_dir.parent / f"{bundle_dir.name}-data", n=rows, seed=seed)
@@ -299,8 +312,15 @@ def train_sample_model(plugin_name: str, bundle_dir: Path, *, rows: int = 200, e
     if tiny:
         spec = spec.model_copy(update=tiny_encoders())
     config = plugin.training_defaults().model_copy(update={"epochs": epochs, "seed": seed})
-    train_model(plugin, dataset, out_dir=bundle_dir, spec=spec, config=config)
-    return bundle_dir
+    if preset == "network":
+        from twinlens.core.training import train_model
+
+        return bundle_dir, train_model(plugin, dataset, out_dir=bundle_dir, spec=spec, config=config).metrics
+    from twinlens.core.recipe import RecipeOptions, train_auto
+
+    limit = time_limit or (30.0 if tiny else 150.0)
+    options = RecipeOptions(time_limit=limit, seed=seed, progress=not tiny)
+    return bundle_dir, train_auto(plugin, dataset, out_dir=bundle_dir, spec=spec, config=config, options=options).metrics
 
 
 def tiny_encoders() -> dict[str, Any]:
@@ -312,6 +332,14 @@ def tiny_encoders() -> dict[str, Any]:
         config_overrides={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
     )
     return {"image_encoder": ImageEncoderSpec(name="test_resnet", image_size=32), "text_encoder": text, "hidden_dim": 32}
+
+
+def _print_training(console, metrics: dict[str, Any]) -> None:
+    """What was trained and how it scored on the held-out validation rows."""
+    console.print(f"Trained in {metrics.get('seconds', 0):.0f} s; ships: [cyan]{metrics.get('shipped')}[/] ({metrics.get('shipped_reason', '')})")
+    for name, head in metrics.get("heads", {}).items():
+        if head.get("accuracy") is not None:
+            console.print(f"  held-out {name}: accuracy {head['accuracy']:.3f}, macro-F1 {head.get('macro_f1', 0):.3f} (n={head.get('n')})")
 
 
 def _demo_key(database) -> str:
@@ -374,6 +402,27 @@ def _print_results(console, results: list[dict[str, Any]]) -> None:
         console.print(f"  decision: {_summarise_decision(decision) or body.get('error') or body.get('detail')}")
         if decision.get("needs_review"):
             console.print(f"  [yellow]needs review[/]: {decision.get('review_reason', '')}")
+    right, total, confident_wrong = _score_samples(results)
+    if total:
+        console.print(f"[bold]{right} of {total}[/] sample jobs right on their first head"
+                      f"{f'; {confident_wrong} wrong above 0.9 confidence' if confident_wrong else ''}")
+
+
+def _score_samples(results: list[dict[str, Any]]) -> tuple[int, int, int]:
+    """(right, scored, wrong above 0.9 confidence) on each sample's first multiclass head."""
+    right = total = confident_wrong = 0
+    for item in results:
+        heads = ((item["body"].get("result") or {}).get("heads")) or {}
+        for name, truth in item["sample"].labels.items():
+            head = heads.get(name)
+            if isinstance(truth, str) and isinstance(head, dict) and head.get("label") is not None:
+                total += 1
+                if head["label"] == truth:
+                    right += 1
+                elif (head.get("confidence") or 0) > 0.9:
+                    confident_wrong += 1
+                break
+    return right, total, confident_wrong
 
 
 def _describe_inputs(sample) -> str:

@@ -22,16 +22,20 @@ WORD_NGRAMS = (1, 2)
 CHAR_NGRAMS = (2, 5)
 MAX_TERMS = 50_000  # per analyser, most frequent first
 C_GRID = (0.1, 1.0, 10.0)  # inverse regularisation strengths tried on validation
+CLIP = 6.0  # standardised image features are clipped to this many standard deviations
 
 
 # -- text ----------------------------------------------------------------------------------
 
 
 class TfidfText:
-    """TF-IDF word and char n-grams of one text field, L2-normalised per analyser."""
+    """TF-IDF word and/or char n-grams of one text field, L2-normalised per analyser."""
 
-    def __init__(self, vectorizers: list[Any] | None = None):
+    ANALYSERS = {"words": ("word", WORD_NGRAMS), "chars": ("char_wb", CHAR_NGRAMS)}
+
+    def __init__(self, vectorizers: list[Any] | None = None, analysers: tuple[str, ...] = ("words", "chars")):
         self.vectorizers = vectorizers or []
+        self.analysers = analysers
 
     @staticmethod
     def _new(analyzer: str, ngrams: tuple[int, int], vocabulary: list[str] | None = None, min_df: int = 1):
@@ -45,7 +49,7 @@ class TfidfText:
         # A term seen once cannot generalise; on tiny sets keep everything.
         min_df = 2 if len(texts) >= 50 else 1
         self.vectorizers = []
-        for analyzer, ngrams in (("word", WORD_NGRAMS), ("char_wb", CHAR_NGRAMS)):
+        for analyzer, ngrams in (self.ANALYSERS[name] for name in self.analysers):
             vectorizer = self._new(analyzer, ngrams, min_df=min_df)
             try:
                 vectorizer.fit(texts)
@@ -93,11 +97,15 @@ class Standardiser:
     @classmethod
     def fit(cls, features: np.ndarray, present: np.ndarray) -> "Standardiser":
         rows = features[present] if present.any() else features
-        return cls(rows.mean(0).astype(np.float32), (rows.std(0) + 1e-6).astype(np.float32))
+        std = rows.std(0)
+        # A feature (nearly) constant in training must not explode on a new image.
+        floor = max(float(np.median(std)) * 0.1, 1e-3)
+        return cls(rows.mean(0).astype(np.float32), np.maximum(std, floor).astype(np.float32))
 
     def transform(self, features: np.ndarray, present: np.ndarray) -> np.ndarray:
+        scaled = np.clip((features - self.mean) / self.scale, -CLIP, CLIP)
         # A missing image sits at the mean: it moves a linear model nowhere.
-        return np.where(present[:, None], (features - self.mean) / self.scale, 0.0).astype(np.float32)
+        return np.where(present[:, None], scaled, 0.0).astype(np.float32)
 
 
 # -- linear heads ----------------------------------------------------------------------------

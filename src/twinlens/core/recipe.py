@@ -141,7 +141,7 @@ def _cached_features(sample, cache: dict) -> np.ndarray | None:
 def validation_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
     """Grouped (Sample.meta["group"]) when groups are given, else stratified on the first
     multiclass task, else random."""
-    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, StratifiedShuffleSplit, ShuffleSplit
+    from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 
     samples = dataset.samples
     rows = np.arange(len(samples))
@@ -149,18 +149,55 @@ def validation_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Data
     groups = [s.meta.get("group") for s in samples]
     if any(g is not None for g in groups):
         groups = [g if g is not None else f"row-{i}" for i, g in enumerate(groups)]
-        folds = max(2, int(round(1 / fraction)))
-        if strata is not None and len(set(groups)) >= folds:
-            splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-            fit_rows, val_rows = next(splitter.split(rows, strata, groups))
-        else:
-            fit_rows, val_rows = next(GroupShuffleSplit(1, test_size=fraction, random_state=seed).split(rows, groups=groups))
+        val_rows = grouped_validation_rows(groups, strata, fraction, seed)
+        fit_rows = np.setdiff1d(rows, val_rows)
     elif strata is not None and min(np.bincount(np.unique(strata, return_inverse=True)[1])) >= 2:
         fit_rows, val_rows = next(StratifiedShuffleSplit(1, test_size=fraction, random_state=seed).split(rows, strata))
     else:
         fit_rows, val_rows = next(ShuffleSplit(1, test_size=fraction, random_state=seed).split(rows))
     pick = lambda chosen: Dataset([samples[i] for i in sorted(chosen)], dataset.label_schema)  # noqa: E731
     return pick(fit_rows), pick(val_rows)
+
+
+def grouped_validation_rows(groups: list[str], strata: list[str] | None, fraction: float, seed: int, tries: int = 50) -> np.ndarray:
+    """Rows of whole groups making up about `fraction` of the data, label mix close to the
+    whole. A group larger than the validation share stays in training: one event with
+    three quarters of the posts must not become the whole validation set while training
+    keeps the scraps."""
+    names, index = np.unique(np.array(groups, dtype=object), return_inverse=True)
+    sizes = np.bincount(index)
+    target = fraction * len(groups)
+    overall = _label_mix(strata, np.arange(len(groups)))
+    rng = np.random.default_rng(seed)
+    best, best_cost = None, float("inf")
+    for _ in range(tries):
+        chosen, total = [], 0
+        for g in rng.permutation(len(names)):
+            if total + sizes[g] <= target * 1.1:
+                chosen.append(g)
+                total += sizes[g]
+            if total >= target * 0.9:
+                break
+        if not chosen or len(chosen) == len(names):
+            continue
+        rows = np.flatnonzero(np.isin(index, chosen))
+        cost = abs(total - target) / target + _mix_distance(overall, _label_mix(strata, rows))
+        if cost < best_cost:
+            best, best_cost = rows, cost
+    if best is None:  # a single group, or groups too large to split off: no grouping possible
+        best = np.sort(rng.permutation(len(groups))[: max(1, int(round(target)))])
+    return best
+
+
+def _label_mix(strata: list[str] | None, rows: np.ndarray) -> dict[str, float]:
+    if strata is None or len(rows) == 0:
+        return {}
+    values, counts = np.unique(np.array(strata, dtype=object)[rows], return_counts=True)
+    return dict(zip(values, counts / counts.sum()))
+
+
+def _mix_distance(a: dict[str, float], b: dict[str, float]) -> float:
+    return sum(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in set(a) | set(b))
 
 
 def _strata(dataset: Dataset) -> list[str] | None:
@@ -183,13 +220,14 @@ def _temperatures(schema: LabelSchema, logits: dict[str, np.ndarray], view: Case
             for t in schema.tasks}
 
 
-def fit_linear(name: str, schema: LabelSchema, fields: list[str], use_image: bool, fit: CaseView, val: CaseView) -> Candidate:
+def fit_linear(name: str, schema: LabelSchema, fields: list[str], use_image: bool, fit: CaseView, val: CaseView,
+               analysers: tuple[str, ...] = ("words", "chars")) -> Candidate:
     """A linear model per head; the regularisation strength is chosen on validation."""
     started = time.monotonic()
     balanced = {t.name: is_imbalanced(t, fit.targets[t.name], fit.masks[t.name]) for t in schema.tasks}
 
     def build(view: CaseView, C: float) -> tuple[LinearMember, Any]:
-        texts = {f: TfidfText().fit([t for t in view.texts(f) if t]) for f in fields}
+        texts = {f: TfidfText(analysers=analysers).fit([t for t in view.texts(f) if t]) for f in fields}
         image = None
         if use_image:
             present = np.array([c.image_features is not None for c in view.cases])
@@ -226,13 +264,19 @@ def _feature_width(view: CaseView) -> int:
     return next(c.image_features.shape[0] for c in view.cases if c.image_features is not None)
 
 
-def linear_plan(text_fields: list[str], has_image: bool) -> list[tuple[str, list[str], bool]]:
-    """(name, text fields, image?) of each linear baseline."""
-    plan = [(f"tfidf-{f}", [f], False) for f in text_fields]
+def linear_plan(text_fields: list[str], has_image: bool) -> list[tuple[str, list[str], bool, tuple[str, ...]]]:
+    """(name, text fields, image?, TF-IDF analysers) of each linear baseline. Words and
+    chars are separate members too: which one carries a domain's signal varies (names
+    and phrases vs. spellings and codes), and the ensemble can weigh them."""
+    both = ("words", "chars")
+    plan = []
+    for f in text_fields:
+        plan += [(f"tfidf-{f}", [f], False, both), (f"tfidf-words-{f}", [f], False, ("words",)),
+                 (f"tfidf-chars-{f}", [f], False, ("chars",))]
     if has_image:
-        plan.append(("image-features", [], True))
+        plan.append(("image-features", [], True, both))
     if len(text_fields) + int(has_image) > 1:
-        plan.append(("linear-all", list(text_fields), has_image))
+        plan.append(("linear-all", list(text_fields), has_image, both))
     return plan
 
 
@@ -308,15 +352,12 @@ def network_candidate(plugin: Plugin, fit: Dataset, val: Dataset, val_view: Case
 
     started = time.monotonic()
     fitted = fit_network(fit, val, spec, config, device)
-    predictor = fitted.predictor(plugin)
-    encoded = fitted.run.val_encoded
-    member = NetworkMember("network", predictor)
-    outputs = {k: v.numpy() for k, v in predictor.outputs(encoded).items()}
+    member = NetworkMember("network", fitted.predictor(plugin))
+    outputs = fitted.val_outputs()
     views = {}
     if len(spec.modalities) > 1:
         for modality in spec.modalities:
-            alone = {k: v.numpy() for k, v in predictor.outputs(encoded, [modality]).items()}
-            views[modality] = _report(fit.label_schema, alone, val_view)
+            views[modality] = _report(fit.label_schema, fitted.val_outputs([modality]), val_view)
     epochs = len(fitted.history)
     candidate = Candidate("network", member, outputs, _report(fit.label_schema, outputs, val_view), time.monotonic() - started,
                           notes={"epochs": epochs, "modalities": spec.modalities, "alone": views})
@@ -407,9 +448,9 @@ def train_auto(plugin: Plugin, dataset: Dataset, *, out_dir: Path, val: Dataset 
             best = max(candidates, key=lambda c: c.score)
             bar.set_postfix_str(f"{candidate.name} {candidate.score:.3f} | best {best.name} {best.score:.3f}")
 
-    for name, fields, use_image in plan:
+    for name, fields, use_image, analysers in plan:
         bar.set_description(f"candidate {name}")
-        record(fit_linear(name, schema, fields, use_image, fit_view, val_view))
+        record(fit_linear(name, schema, fields, use_image, fit_view, val_view, analysers))
     bar.set_description("candidate zero-shot")
     record(zero_shot_candidate(schema, text_fields, val_view, options.device) if options.zero_shot else None)
     network_notes: dict[str, Any] = {}

@@ -97,6 +97,15 @@ class FittedNetwork:
             **(extra or {}),
         })
 
+    def val_outputs(self, modalities: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Calibrated validation outputs (frozen encoders' cached features reused)."""
+        from twinlens.core.reporting import calibrated_outputs
+
+        run = self.run
+        logits = infer_logits(run.model, run.pre, run.val_encoded, device=run.device, cache=run.val_cache,
+                              batch_size=max(64, run.config.batch_size), modalities=modalities, amp=run.config.amp)
+        return {k: v.numpy() for k, v in calibrated_outputs(run.schema, logits, self.temperatures, run.stats).items()}
+
     def predictor(self, plugin: Plugin):
         """A Predictor over the in-memory model (what the saved bundle will load as)."""
         from twinlens.core.predictor import Predictor
@@ -115,6 +124,7 @@ def fit_network(train: Dataset, val: Dataset, spec: ModelSpec, config: TrainConf
 
 class _TrainingRun:
     def __init__(self, spec: ModelSpec, config: TrainConfig, train: Dataset, val: Dataset, device: torch.device):
+        self.created = time.monotonic()
         self.spec, self.config, self.device = spec, config, device
         self.schema = train.label_schema
         self.tokenizer = load_tokenizer(spec.text_encoder.name)
@@ -195,7 +205,9 @@ class _TrainingRun:
         limit = self.config.time_limit_seconds
         if limit is None:
             return
-        self.planned_epochs = max(1, min(self.config.epochs, int(limit // max(epoch_seconds, 1e-3))))
+        # The limit counts from the run's creation: preprocessing and caching spend it too.
+        left = limit - (time.monotonic() - self.created)
+        self.planned_epochs = max(1, min(self.config.epochs, 1 + int(max(left, 0.0) // max(epoch_seconds, 1e-3))))
         self.total_steps = steps_per_epoch * self.planned_epochs
 
     def _epoch(self, optimizer, scheduler, epoch: int) -> float:

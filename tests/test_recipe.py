@@ -1,0 +1,164 @@
+"""The automatic recipe: minority classes on a small imbalanced image set, ensemble
+bundles that load through the one Predictor, refuse pickle and tampering, and keep their
+baselines for comparison."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from engine_helpers import TINY_IMAGE, TINY_TEXT, xor_samples
+from twinlens.core.errors import BundleError
+from twinlens.core.plugin import Dataset
+from twinlens.core.sample import Sample
+from twinlens.core.schema import Label, LabelSchema, Task
+from twinlens.core.spec import ModelSpec, TrainConfig
+
+SHAPES = ("plain", "scratch", "spots")
+SHAPE_SCHEMA = LabelSchema(tasks=(Task(name="defect", kind="multiclass", labels=tuple(Label(name=s) for s in SHAPES)),))
+
+
+def _surface(kind: str, rng: random.Random) -> Image.Image:
+    """A noisy grey surface; a scratch is one thin dark line, spots a few dark dots."""
+    base = np.random.default_rng(rng.randrange(1 << 30)).normal(150, 18, (64, 64)).clip(0, 255).astype(np.uint8)
+    image = Image.fromarray(base).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    if kind == "scratch":
+        x0, y0 = rng.randrange(0, 20), rng.randrange(0, 64)
+        draw.line((x0, y0, x0 + rng.randrange(30, 44), rng.randrange(0, 64)), fill=(70, 70, 70), width=2)
+    elif kind == "spots":
+        for _ in range(rng.randrange(3, 6)):
+            x, y, r = rng.randrange(4, 60), rng.randrange(4, 60), rng.randrange(2, 4)
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=(60, 60, 60))
+    return image
+
+
+def imbalanced_images(n: int, seed: int) -> Dataset:
+    """80% plain, 10% scratch, 10% spots."""
+    rng = random.Random(seed)
+    kinds = ["plain"] * int(n * 0.8) + ["scratch"] * int(n * 0.1) + ["spots"] * (n - int(n * 0.8) - int(n * 0.1))
+    rng.shuffle(kinds)
+    return Dataset([Sample(image=_surface(k, rng), labels={"defect": k}, id=str(i)) for i, k in enumerate(kinds)], SHAPE_SCHEMA)
+
+
+class _ImagePlugin:
+    name, version = "test-images", "0"
+
+    def default_model_spec(self) -> ModelSpec:
+        return ModelSpec(image_encoder=TINY_IMAGE.model_copy(update={"image_size": 64}), text_encoder=TINY_TEXT, hidden_dim=32,
+                         modalities=["image"])
+
+    def training_defaults(self) -> TrainConfig:
+        return TrainConfig(progress=False)
+
+
+def _macro_f1(predictor, dataset: Dataset, task: str) -> tuple[float, float]:
+    from sklearn.metrics import f1_score
+
+    truth = [s.labels[task] for s in dataset.samples]
+    guess = [p.heads[task].label for p in predictor.predict(dataset.samples, contributions=False)]
+    majority = max(set(truth), key=truth.count)
+    return f1_score(truth, guess, average="macro"), f1_score(truth, [majority] * len(truth), average="macro")
+
+
+@pytest.mark.slow
+def test_default_recipe_predicts_minority_classes(tmp_path):
+    from twinlens.core.predictor import Predictor
+    from twinlens.core.recipe import RecipeOptions, train_auto
+
+    train, test = imbalanced_images(240, seed=0), imbalanced_images(200, seed=1)
+    result = train_auto(_ImagePlugin(), train, out_dir=tmp_path / "model", options=RecipeOptions(time_limit=60, progress=False))
+    macro_f1, majority_f1 = _macro_f1(Predictor.from_bundle(tmp_path / "model"), test, "defect")
+    print(f"held-out macro-F1 {macro_f1:.3f} (majority class: {majority_f1:.3f}); ships {result.metrics['shipped']}")
+    assert set(result.metrics["candidates"]) >= {"image-features", "network"}
+    assert macro_f1 >= majority_f1 + 0.4
+
+
+XOR_SCHEMA = LabelSchema(tasks=(Task(name="xor", kind="multiclass", labels=(Label(name="same"), Label(name="different"))),))
+
+
+def _xor(n: int, seed: int) -> Dataset:
+    samples = xor_samples(n, seed)
+    for sample in samples:
+        sample.labels = {"xor": sample.labels["xor"]}
+    return Dataset(samples, XOR_SCHEMA)
+
+
+class _XorPlugin(_ImagePlugin):
+    name = "test-xor"
+
+    def default_model_spec(self) -> ModelSpec:
+        return ModelSpec(image_encoder=TINY_IMAGE, text_encoder=TINY_TEXT, hidden_dim=32)
+
+
+@pytest.fixture(scope="module")
+def ensemble_bundle(tmp_path_factory) -> tuple[Path, dict]:
+    from twinlens.core.recipe import RecipeOptions, train_auto
+
+    out = tmp_path_factory.mktemp("ensemble") / "model"
+    result = train_auto(_XorPlugin(), _xor(240, 0), out_dir=out, options=RecipeOptions(time_limit=40, progress=False))
+    return out, result.metrics
+
+
+def test_ensemble_bundle_keeps_every_candidate_and_loads_through_predictor(ensemble_bundle):
+    from twinlens.core.bundle_files import read_bundle_config
+    from twinlens.core.predictor import Predictor
+
+    bundle, metrics = ensemble_bundle
+    config = read_bundle_config(bundle)  # verifies digests, content hash and no pickle
+    names = {m["name"] for m in config["members"]}
+    assert {"tfidf-text", "image-features", "linear-all", "network"} <= names
+    assert abs(sum(m["weight"] for m in config["members"]) - 1.0) < 1e-6
+    assert (bundle / "linear.safetensors").is_file() and (bundle / "network" / "config.json").is_file()
+    assert all(p.suffix in (".json", ".safetensors", ".txt", ".model") for p in bundle.rglob("*") if p.is_file())
+    predictor = Predictor.from_bundle(bundle)
+    test = _xor(80, 7)
+    predictions = predictor.predict(test.samples)
+    assert {p.model_version for p in predictions} == {config["version"]}
+    assert all(set(p.contributions) == {"image", "text"} and abs(sum(p.contributions.values()) - 1) < 1e-3 for p in predictions)
+    accuracy = np.mean([p.heads["xor"].label == s.labels["xor"] for p, s in zip(predictions, test.samples)])
+    # XOR needs both inputs: only the fused network can solve it, so it must be shipped.
+    assert accuracy >= 0.9, metrics["shipped_reason"]
+    only_text = predictor.predict([Sample(texts={"text": "a cat"})])[0]
+    assert only_text.inputs_present == ["text"] and only_text.contributions == {"text": 1.0}
+
+
+def test_ensemble_bundle_refuses_tampering_and_pickle(ensemble_bundle, tmp_path):
+    import shutil
+
+    from twinlens.core.predictor import Predictor
+
+    bundle, _ = ensemble_bundle
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    vocabulary = next((copy / "linear").glob("*.json"))
+    data = json.loads(vocabulary.read_text())
+    vocabulary.write_text(json.dumps({**data, "extra": 1}))
+    with pytest.raises(BundleError, match="fails its hash"):
+        Predictor.from_bundle(copy)
+    shutil.rmtree(copy)
+    shutil.copytree(bundle, copy)
+    (copy / "network" / "extra.pkl").write_bytes(b"\x80\x04K\x01.")
+    with pytest.raises(BundleError, match="pickle"):
+        Predictor.from_bundle(copy)
+    shutil.rmtree(copy)
+    shutil.copytree(bundle, copy)
+    nested = json.loads((copy / "network" / "config.json").read_text())
+    (copy / "network" / "config.json").write_text(json.dumps({**nested, "temperatures": {"xor": 0.01}}))
+    with pytest.raises(BundleError, match="fails its hash"):
+        Predictor.from_bundle(copy)
+
+
+def test_evaluate_reports_every_member_on_new_data(ensemble_bundle):
+    from twinlens.core.evaluation import evaluate_bundle
+
+    bundle, _ = ensemble_bundle
+    report = evaluate_bundle(bundle, _xor(60, 9))
+    assert {"tfidf-text", "image-features", "linear-all", "network", "network, image alone", "network, text alone"} <= set(report["members"])
+    linear = report["members"]["linear-all"]["report"]["heads"]["xor"]["accuracy"]
+    assert report["heads"]["xor"]["accuracy"] > linear + 0.2  # linear models cannot do XOR

@@ -141,6 +141,10 @@ class TrainingRunCreate(BaseModel):
     )
     train_config: dict[str, Any] | None = Field(None, description="TrainConfig fields merged over the plugin's training defaults")
     dataset: DatasetOptions | None = Field(None, description="How to read a table: column names, task kinds, bad-row policy")
+    preset: Literal["auto", "network"] = Field(
+        "auto", description="auto: baselines, zero-shot and a network within time_limit_seconds; the best or their ensemble ships. "
+                            "network: one network exactly as configured")
+    time_limit_seconds: float = Field(300.0, ge=10, le=86_400, description="About how long the auto preset may train")
 
 
 class TrainingRunError(BaseModel):

@@ -195,8 +195,10 @@ class ZeroShotMember(Member):
 
 def present_matrix(members: list[Member], cases: list[CaseInputs], keep: list[str] | None = None) -> np.ndarray:
     """(cases, members): does the member see at least one of its modalities in this case?"""
-    return np.array([[any(c.has(m) and (keep is None or m in keep) for m in member.modalities) for member in members]
-                     for c in cases], dtype=bool).reshape(len(cases), len(members))
+    modalities = sorted({m for member in members for m in member.modalities if keep is None or m in keep})
+    has = np.array([[c.has(m) for m in modalities] for c in cases], dtype=bool).reshape(len(cases), len(modalities))
+    columns = [[modalities.index(m) for m in member.modalities if m in modalities] for member in members]
+    return np.stack([has[:, cols].any(1) if cols else np.zeros(len(cases), dtype=bool) for cols in columns], axis=1)
 
 
 def mix(schema: LabelSchema, member_outputs: list[dict[str, np.ndarray]], weights: np.ndarray, sees: np.ndarray) -> dict[str, np.ndarray]:

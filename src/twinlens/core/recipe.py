@@ -46,6 +46,7 @@ DEFAULT_TIME_LIMIT = 300.0  # seconds: a few minutes on a laptop CPU
 SELECT_METRIC = "mean.score"  # mean of macro-F1 and AUROC per head (R² for regression)
 MIN_NETWORK_SECONDS = 20.0
 ENSEMBLE_ROUNDS = 25
+BAGS = 20  # bootstrap resamples of the validation split for ensemble selection
 LEXICAL_BUCKETS = 1 << 16
 
 
@@ -111,6 +112,14 @@ class CaseView:
 
     def texts(self, name: str) -> list[str]:
         return [c.texts.get(name) or "" for c in self.cases]
+
+    def subset(self, rows: np.ndarray) -> "CaseView":
+        part = object.__new__(CaseView)
+        part.samples, part.cases = [self.samples[i] for i in rows], [self.cases[i] for i in rows]
+        part.targets = {k: v[rows] for k, v in self.targets.items()}
+        part.masks = {k: v[rows] for k, v in self.masks.items()}
+        part.unique_images, part.images = self.unique_images, self.images
+        return part
 
     def join(self, other: "CaseView") -> "CaseView":
         joined = object.__new__(CaseView)
@@ -384,15 +393,20 @@ def _loss(schema: LabelSchema, outputs: dict[str, np.ndarray], view: CaseView) -
     return float(np.mean(total)) if total else 0.0
 
 
-def greedy_weights(schema: LabelSchema, candidates: list[Candidate], val: CaseView) -> np.ndarray:
-    """Ensemble selection with repetition: start from the best single member, add the
-    member that lowers the validation loss most, stop when none does."""
-    sees = present_matrix([c.member for c in candidates], val.cases)
-    outputs = [c.val_outputs for c in candidates]
+def greedy_weights(schema: LabelSchema, candidates: list[Candidate], val: CaseView, rows: np.ndarray | None = None) -> np.ndarray:
+    """Ensemble selection with repetition on `rows` of the validation split: start from the
+    best single member, add the member that lowers the validation loss most, stop when
+    none does."""
+    rows = np.arange(len(val)) if rows is None else rows
+    view = val.subset(rows)
+    if not hasattr(val, "sees"):  # which member sees which case: computed once per split
+        val.sees = present_matrix([c.member for c in candidates], val.cases)
+    sees = val.sees[rows]
+    outputs = [{k: v[rows] for k, v in c.val_outputs.items()} for c in candidates]
     counts = np.zeros(len(candidates))
 
     def loss_with(trial: np.ndarray) -> float:
-        return _loss(schema, mix(schema, outputs, trial / trial.sum(), sees), val)
+        return _loss(schema, mix(schema, outputs, trial / trial.sum(), sees), view)
 
     singles = [loss_with(np.eye(len(candidates))[k]) for k in range(len(candidates))]
     counts[int(np.argmin(singles))] = 1
@@ -405,6 +419,24 @@ def greedy_weights(schema: LabelSchema, candidates: list[Candidate], val: CaseVi
         counts[best] += 1
         current = trials[best]
     return counts / counts.sum()
+
+
+def bagged_weights(schema: LabelSchema, candidates: list[Candidate], val: CaseView, seed: int, bags: int = BAGS) -> np.ndarray:
+    """Greedy selection on bootstrap resamples of the validation split, weights averaged.
+
+    One validation split is small and, on real data, unlike the next batch of cases in
+    ways it cannot show; selecting on one sample of it overfits its quirks. Resampling
+    whole groups (events, patients) where the data has them asks which members help
+    across the groups, not on the ones that happened to land in validation."""
+    rng = np.random.default_rng(seed)
+    groups = [s.meta.get("group") for s in val.samples]
+    units = np.unique(np.array([g if g is not None else f"row-{i}" for i, g in enumerate(groups)], dtype=object), return_inverse=True)[1]
+    members = [np.flatnonzero(units == u) for u in range(units.max() + 1)]
+    total = np.zeros(len(candidates))
+    for _ in range(bags):
+        picked = rng.integers(0, len(members), len(members))
+        total += greedy_weights(schema, candidates, val, np.concatenate([members[i] for i in picked]))
+    return total / total.sum()
 
 
 # -- the run -----------------------------------------------------------------------------------------
@@ -464,7 +496,7 @@ def train_auto(plugin: Plugin, dataset: Dataset, *, out_dir: Path, val: Dataset 
         network_notes = {"skipped": "no time left for a network" if options.network else "networks turned off"}
     bar.close()
 
-    shipped = _select(schema, candidates, val_view)
+    shipped = _select(schema, candidates, val_view, options.seed)
     # Every candidate is kept (weight 0 when it does not ship), so `twinlens evaluate`
     # can show the baselines on new data next to what ships; serving skips weight 0.
     everything = fit_view.join(val_view)
@@ -505,8 +537,10 @@ class Shipped:
     reason: str
 
 
-def _select(schema: LabelSchema, candidates: list[Candidate], val: CaseView) -> Shipped:
-    weights = greedy_weights(schema, candidates, val)
+def _select(schema: LabelSchema, candidates: list[Candidate], val: CaseView, seed: int) -> Shipped:
+    weights = bagged_weights(schema, candidates, val, seed)
+    weights = np.where(weights >= 0.02, weights, 0.0)  # drop members that barely count
+    weights = weights / weights.sum()
     chosen = [i for i, w in enumerate(weights) if w > 0]
     members = [candidates[i] for i in chosen]
     sees = present_matrix([c.member for c in members], val.cases)

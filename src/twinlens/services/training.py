@@ -66,6 +66,8 @@ class TrainingRequest:
     train_config: dict[str, Any] | None = None
     # DatasetOptions fields actually given (unset ones keep the reader's defaults).
     dataset: dict[str, Any] = field(default_factory=dict)
+    preset: str = "auto"  # the automatic recipe, or "network" (one network as configured)
+    time_limit_seconds: float = 300.0
 
 
 # -- submission (API side) ----------------------------------------------------------------
@@ -83,6 +85,8 @@ def submit_run(session: Session, principal: Principal, request: TrainingRequest)
         "model_spec": resolve_model_spec(plugin, request).model_dump(mode="json"),
         "train_config": resolve_train_config(plugin, request).model_dump(mode="json"),
         "overrides": _given_overrides(request),
+        "preset": request.preset,
+        "time_limit_seconds": request.time_limit_seconds,
     }
     run = TrainingRunRepository(session).add(TrainingRun(
         tenant_id=principal.tenant_id, api_key_id=principal.key_id, plugin=plugin.name, status="queued", request=resolved,
@@ -265,6 +269,8 @@ class ClaimedRun:
     dataset: dict[str, Any]
     model_spec: dict[str, Any]
     train_config: dict[str, Any]
+    preset: str = "network"  # runs queued before presets existed trained one network
+    time_limit_seconds: float = 300.0
 
 
 def claim_run(session: Session, run_id: uuid.UUID) -> ClaimedRun | None:
@@ -279,6 +285,7 @@ def claim_run(session: Session, run_id: uuid.UUID) -> ClaimedRun | None:
         id=run.id, plugin=run.plugin, attempt=attempt, data_path=Path(request["data_path"]),
         output_dir=Path(request["output_dir"]), scope=request.get("scope", "global"), dataset=dict(request.get("dataset", {})),
         model_spec=dict(request["model_spec"]), train_config=dict(request["train_config"]),
+        preset=request.get("preset", "network"), time_limit_seconds=float(request.get("time_limit_seconds", 300.0)),
     )
 
 
@@ -334,6 +341,10 @@ def metrics_summary(outcome: TrainingOutcome) -> dict[str, Any]:
         "validation": {"n": report.get("n"), "mean": report.get("mean", {}), "heads": heads},
         "bundle_version": report.get("version"),
         "epochs_run": outcome.epochs_run,
+        "shipped": report.get("shipped"),
+        "shipped_reason": report.get("shipped_reason"),
+        "candidates": {name: {"score": c.get("score"), "mean": c.get("report", {}).get("mean", {})}
+                       for name, c in (report.get("candidates") or {}).items()},
         "data_rows": outcome.data_rows,
         "skipped_rows": outcome.skipped_rows,
     }

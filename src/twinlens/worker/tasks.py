@@ -129,7 +129,13 @@ def _train(claimed: training.ClaimedRun) -> training.TrainingOutcome:
     _check_engine_names(spec)  # before spending time on the data
     dataset = plugin.read_dataset(claimed.data_path, DatasetOptions(**claimed.dataset))
     check_schema_matches(plugin, dataset.label_schema)
-    result = train_model(plugin, dataset, out_dir=claimed.output_dir, spec=spec, config=config)
+    if claimed.preset == "auto":
+        from twinlens.core.recipe import RecipeOptions, train_auto
+
+        options = RecipeOptions(time_limit=claimed.time_limit_seconds, seed=config.seed, progress=False)
+        result = train_auto(plugin, dataset, out_dir=claimed.output_dir, spec=spec, config=config, options=options)
+    else:
+        result = train_model(plugin, dataset, out_dir=claimed.output_dir, spec=spec, config=config)
     return training.TrainingOutcome(
         bundle_dir=result.bundle_dir, metrics=result.metrics, epochs_run=len(result.history),
         data_rows=len(dataset.samples), skipped_rows=len(dataset.skipped),

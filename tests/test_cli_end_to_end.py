@@ -61,6 +61,7 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     result = twinlens(
         "train", "--plugin", "generic", "--data", paths["train"], "--val", paths["val"], "--out", paths["model"],
         "--spec", paths["spec"], "--epochs", 2, "--seed", 3, "--label-col", "label", "--label-col", "tags", "--no-progress",
+        "--preset", "network",
     )
     paths["train_stdout"] = result.stdout  # type: ignore[assignment]
     return paths
@@ -121,3 +122,25 @@ def test_predict_table_and_evaluate_refusing_unknown_labels(trained):
     assert refused.exit_code == 2
     assert "line 1: label: unknown label(s) ['triangle_small']" in refused.stderr
     assert "Traceback" not in refused.output
+
+
+def test_default_train_is_the_auto_recipe_and_evaluate_shows_its_baselines(trained, tmp_path):
+    """No --preset: baselines, a network and their selection; the report and the bundle say
+    what shipped; evaluate prints every kept member on new data."""
+    model = tmp_path / "auto"
+    result = twinlens("train", "--plugin", "generic", "--data", trained["train"], "--out", model, "--spec", trained["spec"],
+                      "--time-limit", 30, "--label-col", "label", "--label-col", "tags", "--no-progress")
+    assert "candidates on the same validation split" in result.stdout
+    for name in ("tfidf-text", "image-features", "linear-all", "network", "shipped:", "what fusion adds"):
+        assert name in result.stdout, name
+    config = json.loads((model / "config.json").read_text())
+    assert config["kind"] == "ensemble" and config["shipped"] in {m["name"] for m in config["members"]} | {"ensemble"}
+    assert config["recipe"]["preset"] == "auto" and config["recipe"]["time_limit_seconds"] == 30
+    network = json.loads((model / "network" / "config.json").read_text())
+    assert network["model_spec"]["image_encoder"]["name"] == "test_resnet"  # --spec reached the network
+    report = tmp_path / "auto.json"
+    evaluated = twinlens("evaluate", "--model", model, "--data", trained["val"], "--json", report)
+    assert "every model kept in the bundle" in evaluated.stdout
+    members = json.loads(report.read_text())["members"]
+    assert {"tfidf-text", "image-features", "network"} <= set(members)
+    assert all(set(m["report"]["heads"]) == {"label", "tags"} for m in members.values())

@@ -194,7 +194,8 @@ def test_models_register_activate_and_scope(live, generic_bundle, tmp_path):
         import shutil
 
         shutil.copytree(generic_bundle, tampered)
-        (tampered / "model.safetensors").write_bytes((tampered / "model.safetensors").read_bytes()[:-8] + b"\0" * 8)
+        weights = sorted(tampered.rglob("*.safetensors"))[0]  # an ensemble bundle nests its network's
+        weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
         body = problem(admin.post("/v1/models", json={"bundle_path": str(tampered)}), 422)
         assert "hash" in body["detail"]
     tenant_admin, other = live.new_tenant_key(admin=True), live.new_tenant_key()

@@ -41,6 +41,11 @@ class TextEncoderSpec(_Spec):
     config_overrides: dict[str, Any] | None = None
     max_length: int = 128
     freeze: bool = False
+    # Fine-tune only the top N transformer layers (embeddings and lower layers frozen);
+    # 0 trains every layer unless `freeze`. Each layer further down learns at
+    # `layer_lr_decay` times the rate of the one above (layer-wise LR decay).
+    train_top_layers: int = Field(default=0, ge=0)
+    layer_lr_decay: float = Field(default=0.8, gt=0, le=1)
 
 
 class ModelSpec(_Spec):

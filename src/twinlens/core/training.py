@@ -161,9 +161,11 @@ class _TrainingRun:
         pretrained = {id(p) for enc, s in encoders if s.pretrained and not getattr(s, "config_overrides", None) for p in enc.parameters()}
         trainable = [p for p in self.model.parameters() if id(p) not in frozen]
         groups = [{"params": [p for p in trainable if id(p) not in pretrained], "lr": self.config.lr}]
-        slow = [p for p in trainable if id(p) in pretrained]
-        if slow:
-            groups.append({"params": slow, "lr": self.config.encoder_lr})
+        slow = [p for p in trainable if id(p) in pretrained and p.requires_grad]
+        groups += self._text_layer_groups(slow)
+        rest = [p for p in slow if id(p) not in {id(q) for g in groups[1:] for q in g["params"]}]
+        if rest:
+            groups.append({"params": rest, "lr": self.config.encoder_lr})
         optimizer = torch.optim.AdamW(groups, weight_decay=self.config.weight_decay)
         self.total_steps = total_steps  # shortened once a time limit shows fewer epochs fit
 
@@ -174,6 +176,16 @@ class _TrainingRun:
             return max(0.0, 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, self.total_steps - warmup)))))
 
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+    def _text_layer_groups(self, slow: list[torch.nn.Parameter]) -> list[dict[str, Any]]:
+        """Top text layers fine-tuned at the encoder rate, each lower one at `layer_lr_decay` times it."""
+        text = self.spec.text_encoder
+        if not text.train_top_layers or text.freeze:
+            return []
+        pretrained = {id(p) for p in slow}
+        layers = [[p for p in group if id(p) in pretrained] for group in self.model.text_encoder.layer_groups()]
+        return [{"params": params, "lr": self.config.encoder_lr * text.layer_lr_decay**depth}
+                for depth, params in enumerate(layers) if params]
 
     def fit(self) -> list[dict[str, Any]]:
         steps_per_epoch = math.ceil(len(self.train_encoded) / self.config.batch_size)

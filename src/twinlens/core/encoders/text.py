@@ -60,6 +60,27 @@ class TextEncoder(nn.Module):
         else:
             self.model = AutoModel.from_config(config or build_text_config(spec))
         self.num_features = int(self.model.config.hidden_size)
+        if spec.train_top_layers and not spec.freeze:
+            self._freeze_below_top(spec.train_top_layers)
+
+    def layers(self) -> list[nn.Module]:
+        """The transformer's layer stack, bottom to top (the ModuleList as long as the
+        config's layer count); empty when the architecture hides it."""
+        count = getattr(self.model.config, "num_hidden_layers", None)
+        for module in self.model.modules():
+            if isinstance(module, nn.ModuleList) and len(module) == count:
+                return list(module)
+        return []
+
+    def _freeze_below_top(self, top: int) -> None:
+        trainable = {id(p) for layer in self.layers()[-top:] for p in layer.parameters()}
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(id(parameter) in trainable)
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Trainable parameters per layer, top layer first (for layer-wise LR decay)."""
+        groups = [[p for p in layer.parameters() if p.requires_grad] for layer in reversed(self.layers())]
+        return [g for g in groups if g]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

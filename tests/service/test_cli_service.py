@@ -61,12 +61,12 @@ def test_demo_trains_serves_and_prints_sample_results(tmp_path):
     result = subprocess.run(command, env=_env(tmp_path), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
-    assert "training a small one" in out
+    assert "yet: training one on" in out and "held-out" in out and "sample jobs right" in out
     assert re.search(r"serving on http://127\.0\.0\.1:\d+", out)
     jobs = re.findall(r"job [0-9a-f]{8} (\w+)\s+(\S+@[0-9a-f]{12})", out)
     assert len(jobs) == 2 and all(status == "succeeded" for status, _ in jobs), out
     assert "decision:" in out
     again = subprocess.run(command, env=_env(tmp_path), capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "training a small one" not in again.stdout  # the registered model is reused
+    assert "yet: training one on" not in again.stdout  # the registered model is reused
     assert {version for _, version in re.findall(r"job [0-9a-f]{8} (\w+)\s+(\S+@[0-9a-f]{12})", again.stdout)} == {jobs[0][1]}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import platform
-import shutil
-import tempfile
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -12,7 +10,7 @@ from typing import Any
 
 from safetensors.torch import load_model, save_model
 
-from twinlens.core.bundle_files import CONFIG_NAME, WEIGHTS_NAME, read_bundle_config, seal_config
+from twinlens.core.bundle_files import WEIGHTS_NAME, read_bundle_config, refuse_foreign_folder, seal_config, staged_bundle_folder
 from twinlens.core.errors import BundleError
 from twinlens.core.model import FusionModel
 from twinlens.core.schema import LabelSchema
@@ -33,11 +31,7 @@ def package_versions() -> dict[str, str]:
 
 def save_bundle(out_dir: Path, model: FusionModel, tokenizer: Any, extra: dict[str, Any]) -> dict[str, Any]:
     """Write the bundle into a temporary sibling and move it into place: never half-written."""
-    out_dir = Path(out_dir)
-    refuse_foreign_folder(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with staged_bundle_folder(Path(out_dir)) as staging:
         save_model(model.cpu(), str(staging / WEIGHTS_NAME))
         tokenizer.save_pretrained(str(staging / TOKENIZER_DIR))
         _drop_unsafe_tokenizer_files(staging / TOKENIZER_DIR)
@@ -50,20 +44,7 @@ def save_bundle(out_dir: Path, model: FusionModel, tokenizer: Any, extra: dict[s
             "versions": package_versions(),
             "created_at": datetime.now(timezone.utc).isoformat(),
         })
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-        return config
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def refuse_foreign_folder(out_dir: Path) -> None:
-    """A bundle replaces its folder wholesale, so only an empty folder or an earlier
-    bundle may stand there: never a folder of someone's other files."""
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / CONFIG_NAME).is_file():
-        raise BundleError(f"{out_dir} exists and is not a model bundle; refusing to replace it")
+    return config
 
 
 def _drop_unsafe_tokenizer_files(folder: Path) -> None:

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +104,28 @@ def seal_config(root: Path, config: dict[str, Any]) -> dict[str, Any]:
     config["version"] = config["content_hash"][:12]
     (root / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True))
     return config
+
+
+def refuse_foreign_folder(out_dir: Path) -> None:
+    """A bundle replaces its folder wholesale, so only an empty folder or an earlier
+    bundle may stand there: never a folder of someone's other files."""
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / CONFIG_NAME).is_file():
+        raise BundleError(f"{out_dir} exists and is not a model bundle; refusing to replace it")
+
+
+@contextmanager
+def staged_bundle_folder(out_dir: Path) -> Iterator[Path]:
+    """A temporary sibling of `out_dir` to write a bundle into; it replaces `out_dir` only
+    when the block finishes, and is removed if it fails: never half-written."""
+    out_dir = Path(out_dir)
+    refuse_foreign_folder(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        yield staging
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -16,16 +16,15 @@ the same content hash as any bundle; nothing is pickled.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from twinlens.core.bundle_files import CONFIG_NAME, read_bundle_config, seal_config
+from twinlens.core.bundle_files import CONFIG_NAME, read_bundle_config, seal_config, staged_bundle_folder
 from twinlens.core.classical import image_features
 from twinlens.core.data import EncodedSample
 from twinlens.core.linear import LinearHeads, Standardiser, TfidfText
@@ -313,13 +312,7 @@ def save_ensemble(out_dir: Path, *, members: list[Member], weights: list[float],
     """
     from safetensors.numpy import save_file
 
-    from twinlens.core.bundle import refuse_foreign_folder
-
-    out_dir = Path(out_dir)
-    refuse_foreign_folder(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with staged_bundle_folder(Path(out_dir)) as staging:
         arrays: dict[str, np.ndarray] = {}
         described = []
         for member, weight in zip(members, weights):
@@ -333,14 +326,27 @@ def save_ensemble(out_dir: Path, *, members: list[Member], weights: list[float],
             described.append({**meta, "weight": float(weight)})
         if arrays:
             save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}, str(staging / LINEAR_WEIGHTS))
-        config = seal_config(staging, {**extra, "kind": "ensemble", "members": described})
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-        return config
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        config = seal_config(staging, {**extra, "kind": "ensemble", "members": described,
+                                       "versions": _versions(), "created_at": datetime.now(timezone.utc).isoformat()})
+    return config
+
+
+def _versions() -> dict[str, str]:
+    from twinlens.core.bundle import package_versions
+
+    return {**package_versions(), **_library_versions()}
+
+
+def _library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("scikit-learn", "scipy", "numpy"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
 
 
 def _load_arrays(path: Path) -> dict[str, np.ndarray]:

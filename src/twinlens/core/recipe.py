@@ -346,8 +346,8 @@ def network_plan(spec: ModelSpec, config: TrainConfig, fit: CaseView, modalities
         why["lexical"] = f"hashed n-grams ({LEXICAL_BUCKETS} buckets) next to the sentence encoder"
     imbalanced = any(is_imbalanced(t, fit.targets[t.name], fit.masks[t.name]) for t in schema.tasks if t.kind == "multiclass")
     train_updates: dict[str, Any] = {
+        # config.epochs stays the most the network may run; the time left usually decides.
         "time_limit_seconds": budget, "seed": seed, "progress": progress, "progress_label": "network",
-        "epochs": max(config.epochs, 40), "patience": max(config.patience, 6),
         "class_weights": config.class_weights or imbalanced,
         "monitor": SELECT_METRIC,
     }

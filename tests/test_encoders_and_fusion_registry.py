@@ -65,3 +65,51 @@ def test_a_sixth_strategy_is_one_class_and_one_registration():
 def test_unknown_fusion_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown fusion strategy 'nope'"):
         FusionModel(tiny_spec("nope"), XOR_SCHEMA)
+
+
+@pytest.mark.parametrize("fusion", sorted(FUSIONS))
+def test_lexical_branch_works_in_every_fusion_strategy(fusion):
+    """Hashed n-grams reach the heads through any fusion: outputs change with a word that
+    the (tiny, random) transformer cannot tell apart from its neighbour's padding."""
+    from twinlens.core.data import Preprocessor, collate
+    from twinlens.core.encoders import load_tokenizer
+    from twinlens.core.sample import Sample
+
+    spec = tiny_spec(fusion, lexical_buckets=1 << 10)
+    model = FusionModel(spec, XOR_SCHEMA).eval()
+    pre = Preprocessor(spec, load_tokenizer(spec.text_encoder.name))
+    encoded = [pre.encode(Sample(texts={"text": text})) for text in ("error E-4471", "error E-9038")]
+    batch = collate(encoded, pre)
+    assert batch["inputs"]["text"]["lexical_ids"].shape[0] == 2
+    with torch.no_grad():
+        with_lexical = model(batch)["xor"]
+        model.lexical.weight.zero_()
+        without = model(batch)["xor"]
+    assert not torch.allclose(with_lexical, without)
+
+
+def test_top_layer_fine_tuning_freezes_the_rest_and_decays_the_learning_rate():
+    from twinlens.core.training import _TrainingRun
+    from twinlens.core.plugin import Dataset
+    from engine_helpers import xor_samples
+    from twinlens.core.spec import TrainConfig
+
+    text = TINY_TEXT.model_copy(update={"pretrained": True, "train_top_layers": 1, "layer_lr_decay": 0.5,
+                                        "config_overrides": {**TINY_TEXT.config_overrides, "num_hidden_layers": 3}})
+    encoder = TextEncoder(text)
+    layers = encoder.layers()
+    assert len(layers) == 3
+    assert all(p.requires_grad for p in layers[-1].parameters())
+    assert not any(p.requires_grad for layer in layers[:-1] for p in layer.parameters())
+    assert not any(p.requires_grad for p in encoder.model.embeddings.parameters())
+    samples = xor_samples(8, 0)
+    for s in samples:
+        s.labels = {"xor": s.labels["xor"]}
+    run = _TrainingRun(tiny_spec().model_copy(update={"text_encoder": text.model_copy(update={"train_top_layers": 2})}),
+                       TrainConfig(progress=False), Dataset(samples, XOR_SCHEMA), Dataset(samples, XOR_SCHEMA), torch.device("cpu"))
+    optimizer, _ = run._optimizer(10)
+    # Random-init (config_overrides) text layers learn at the main rate: top lr, next 0.5 * lr.
+    layer_rates = [group["lr"] for group in optimizer.param_groups[1:]]
+    assert layer_rates == [pytest.approx(run.config.lr), pytest.approx(run.config.lr * 0.5)]
+    counted = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
+    assert counted == sum(p.numel() for p in run.model.parameters() if p.requires_grad)

@@ -48,6 +48,9 @@ MIN_NETWORK_SECONDS = 20.0
 ENSEMBLE_ROUNDS = 25
 BAGS = 20  # bootstrap resamples of the validation split for ensemble selection
 LEXICAL_BUCKETS = 1 << 16
+_DEEP_RESNETS = ("resnet18", "resnet26", "resnet34", "resnet50")
+SHALLOW_RESNET = "resnet10t"
+SHALLOW_BELOW_IMAGES = 5000
 # Fine-tune the text encoder's top layers only with this many texts (fewer: it memorises)
 # and when this many epochs fit the time left at the rough rate below.
 FINE_TUNE_MIN_TEXTS = 1000
@@ -325,6 +328,11 @@ def network_plan(spec: ModelSpec, config: TrainConfig, fit: CaseView, modalities
             size = _native_side(fit)
             updates["image_size"] = min(image.image_size, size)
             why["image"] = f"from scratch at {updates['image_size']} px (images are about {size} px)"
+            if image.name in _DEEP_RESNETS and fit.unique_images < SHALLOW_BELOW_IMAGES:
+                # A few thousand photos cannot fill a deep network learning from scratch;
+                # a shallow one learns as much and runs more epochs in the same time.
+                updates["name"] = SHALLOW_RESNET
+                why["image"] += f", {SHALLOW_RESNET} instead of {image.name} ({fit.unique_images} distinct images)"
     if "image" in used:
         spec = spec.model_copy(update={"image_encoder": image.model_copy(update=updates)})
     text = spec.text_encoder
@@ -351,6 +359,8 @@ def network_plan(spec: ModelSpec, config: TrainConfig, fit: CaseView, modalities
         "class_weights": config.class_weights or imbalanced,
         "monitor": SELECT_METRIC,
     }
+    if len(used) > 1:  # cases arrive with an input missing: train for it
+        train_updates["modality_dropout"] = max(config.modality_dropout, 0.2)
     if "image" in used and not spec.image_encoder.pretrained:
         train_updates["augment"] = config.augment.model_copy(update={"enabled": True})
         if len(used) > 1:

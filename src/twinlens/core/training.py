@@ -158,14 +158,15 @@ class _TrainingRun:
         encoders = ((self.model.image_encoder, self.spec.image_encoder), (self.model.text_encoder, self.spec.text_encoder))
         frozen = {id(p) for enc, s in encoders if s.freeze for p in enc.parameters()}
         # Pretrained encoders learn slower than freshly initialised parts.
-        pretrained = {id(p) for enc, s in encoders if s.pretrained and not getattr(s, "config_overrides", None) for p in enc.parameters()}
-        trainable = [p for p in self.model.parameters() if id(p) not in frozen]
-        groups = [{"params": [p for p in trainable if id(p) not in pretrained], "lr": self.config.lr}]
-        slow = [p for p in trainable if id(p) in pretrained and p.requires_grad]
-        groups += self._text_layer_groups(slow)
-        rest = [p for p in slow if id(p) not in {id(q) for g in groups[1:] for q in g["params"]}]
-        if rest:
-            groups.append({"params": rest, "lr": self.config.encoder_lr})
+        pretrained = {id(p) for enc, s in encoders if _is_pretrained(s) for p in enc.parameters()}
+        trainable = [p for p in self.model.parameters() if id(p) not in frozen and p.requires_grad]
+        layered = self._text_layer_groups()
+        in_layers = {id(p) for group in layered for p in group["params"]}
+        groups = [{"params": [p for p in trainable if id(p) not in pretrained and id(p) not in in_layers], "lr": self.config.lr}]
+        slow = [p for p in trainable if id(p) in pretrained and id(p) not in in_layers]
+        if slow:
+            groups.append({"params": slow, "lr": self.config.encoder_lr})
+        groups += layered
         optimizer = torch.optim.AdamW(groups, weight_decay=self.config.weight_decay)
         self.total_steps = total_steps  # shortened once a time limit shows fewer epochs fit
 
@@ -177,15 +178,15 @@ class _TrainingRun:
 
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
-    def _text_layer_groups(self, slow: list[torch.nn.Parameter]) -> list[dict[str, Any]]:
-        """Top text layers fine-tuned at the encoder rate, each lower one at `layer_lr_decay` times it."""
+    def _text_layer_groups(self) -> list[dict[str, Any]]:
+        """Fine-tuned top text layers: the top one at the encoder's rate, each lower one at
+        `layer_lr_decay` times the one above (layer-wise learning-rate decay)."""
         text = self.spec.text_encoder
         if not text.train_top_layers or text.freeze:
             return []
-        pretrained = {id(p) for p in slow}
-        layers = [[p for p in group if id(p) in pretrained] for group in self.model.text_encoder.layer_groups()]
-        return [{"params": params, "lr": self.config.encoder_lr * text.layer_lr_decay**depth}
-                for depth, params in enumerate(layers) if params]
+        base = self.config.encoder_lr if _is_pretrained(text) else self.config.lr
+        return [{"params": params, "lr": base * text.layer_lr_decay**depth}
+                for depth, params in enumerate(self.model.text_encoder.layer_groups())]
 
     def fit(self) -> list[dict[str, Any]]:
         steps_per_epoch = math.ceil(len(self.train_encoded) / self.config.batch_size)
@@ -311,6 +312,10 @@ class _TrainingRun:
 
     def report(self, temperatures: dict[str, float]) -> dict[str, Any]:
         return outputs_report(self.schema, self.val_logits(), self.val_targets, temperatures, self.stats)
+
+
+def _is_pretrained(encoder_spec) -> bool:
+    return bool(encoder_spec.pretrained) and not getattr(encoder_spec, "config_overrides", None)
 
 
 __all__ = ["TrainResult", "train_model", "fit_network", "FittedNetwork", "split_dataset", "seed_everything", "Targets"]

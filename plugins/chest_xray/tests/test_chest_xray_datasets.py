@@ -85,6 +85,7 @@ def test_chexpert_csv_layout(tmp_path, plugin, chest_pixels) -> None:
     assert sample.labels["findings"] == ["Cardiomegaly", "Support Devices"]
     assert sample.meta["uncertain"]["findings"] == ["No Finding", "Edema"]
     assert sample.meta["sex"] == "Female" and sample.meta["ap_pa"] == "AP"
+    assert sample.meta["group"] == "patient00001"  # validation splits keep a patient on one side
 
 
 def _mimic(tmp_path: Path, chest_pixels: np.ndarray, report: str) -> Path:
@@ -102,6 +103,7 @@ def test_mimic_layout_labels_reports_with_the_labeller(tmp_path, plugin, chest_p
     assert sample.labels == {"findings": ["Pneumothorax"], "urgency": "critical"}
     assert "Pneumonia" in sample.meta["uncertain"]["findings"]
     assert sample.meta["labels_from"] == "report labeller" and sample.image is not None
+    assert sample.meta["group"] == "10000032"
 
 
 def test_mimic_layout_prefers_the_label_csv(tmp_path, plugin, chest_pixels) -> None:

@@ -12,6 +12,7 @@ import csv
 import gzip
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -93,6 +94,9 @@ class Reader:
         positives, uncertain = _no_finding(positives, uncertain)
         labels = {FINDINGS_TASK: positives, URGENCY_TASK: urgency or urgency_from_findings(positives)}
         meta = {**meta, "uncertain": {FINDINGS_TASK: uncertain}, "input_doubts": doubts}
+        patient = _patient(meta, sample_id)
+        if patient is not None:  # validation splits keep each patient's studies on one side
+            meta["group"] = patient
         return Sample(image=image, texts=cleaned, labels=labels, id=sample_id, meta=meta)
 
     def _image(self, path: Path) -> tuple[Any, list[str]]:
@@ -125,7 +129,8 @@ class Reader:
         image = row.get("image")
         return self._sample(sample_id=str(row.get("id", f"line-{number}")), image_path=root / image if image else None,
                             texts={"report": _text(row, "report"), "history": _text(row, "history")},
-                            positives=positives, uncertain=uncertain, urgency=urgency, meta={})
+                            positives=positives, uncertain=uncertain, urgency=urgency,
+                            meta={key: str(row[key]) for key in ("patient_id", "subject_id") if row.get(key) not in (None, "")})
 
     # -- CheXpert ----------------------------------------------------------------------
     def _chexpert_rows(self, path: Path) -> list[tuple[int, Callable[[], Sample]]]:
@@ -177,6 +182,16 @@ class Reader:
                             positives=positives, uncertain=uncertain, urgency=None,
                             meta={"subject_id": study.parent.name.lstrip("p"), "study_id": study_id,
                                   "labels_from": "csv" if study_id in table else "report labeller"})
+
+
+def _patient(meta: dict[str, Any], sample_id: str) -> str | None:
+    """The patient a study belongs to: a manifest's patient_id/subject_id, MIMIC's subject,
+    or CheXpert's patientNNNNN path folder."""
+    for key in ("patient_id", "subject_id"):
+        if meta.get(key):
+            return str(meta[key])
+    found = re.search(r"(patient\d+)", sample_id)
+    return found.group(1) if found else None
 
 
 def _no_finding(positives: list[str], uncertain: list[str]) -> tuple[list[str], list[str]]:

@@ -95,6 +95,10 @@ class _XorPlugin(_ImagePlugin):
     def default_model_spec(self) -> ModelSpec:
         return ModelSpec(image_encoder=TINY_IMAGE, text_encoder=TINY_TEXT, hidden_dim=32)
 
+    def training_defaults(self) -> TrainConfig:
+        # XOR takes a few dozen epochs of the tiny network (the recipe keeps this cap).
+        return TrainConfig(progress=False, epochs=40, patience=10, lr=3e-3)
+
 
 @pytest.fixture(scope="module")
 def ensemble_bundle(tmp_path_factory) -> tuple[Path, dict]:

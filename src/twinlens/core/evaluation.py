@@ -20,9 +20,7 @@ def evaluate_bundle(bundle_dir: Path, dataset: Dataset, *, modalities: list[str]
         return evaluate_ensemble(bundle_dir, dataset, modalities=modalities, device=device)
     model, tokenizer, config = load_bundle(bundle_dir)
     schema = model.label_schema
-    unknown = set(schema.task_names) - set(dataset.label_schema.task_names)
-    if unknown:
-        raise TwinLensError(f"data set has no labels for task(s) {sorted(unknown)} of this model")
+    _check_tasks(dataset, schema)
     _check_labels(dataset, schema)
     if modalities is not None:
         bad = set(modalities) - set(model.spec.all_modalities())

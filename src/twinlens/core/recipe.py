@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -35,12 +35,15 @@ from tqdm.auto import tqdm
 from twinlens.core.calibration import fit_temperature
 from twinlens.core.classical import image_features
 from twinlens.core.data import encode_targets
-from twinlens.core.ensemble import CaseInputs, LinearMember, Member, NetworkMember, ZeroShotMember, calibrate, logits_of, mix, present_matrix, save_ensemble, temper_mixture
+from twinlens.core.ensemble import CaseInputs, LinearMember, Member, NetworkMember, ZeroShotMember, logits_of, mix, present_matrix, save_ensemble, temper_mixture
 from twinlens.core.linear import C_GRID, LinearHeads, Standardiser, TfidfText, fit_head, is_imbalanced
 from twinlens.core.metrics import full_report, monitored_value
 from twinlens.core.plugin import Dataset, Plugin
 from twinlens.core.schema import LabelSchema
 from twinlens.core.spec import ModelSpec, TrainConfig
+
+if TYPE_CHECKING:  # the training module pulls in the network; imported where a run needs it
+    from twinlens.core.training import TrainResult
 
 DEFAULT_TIME_LIMIT = 300.0  # seconds: a few minutes on a laptop CPU
 SELECT_METRIC = "mean.score"  # mean of macro-F1 and AUROC per head (R² for regression)
@@ -79,6 +82,7 @@ class Candidate:
     seconds: float
     refit: Callable[["CaseView"], Member] | None = None  # refits on all the data (linear)
     notes: dict[str, Any] = field(default_factory=dict)
+    fitted: Any = None  # the network candidate's FittedNetwork (saved into the bundle)
 
     @property
     def score(self) -> float:
@@ -398,7 +402,7 @@ def network_candidate(plugin: Plugin, fit: Dataset, val: Dataset, val_view: Case
     epochs = len(fitted.history)
     candidate = Candidate("network", member, outputs, _report(fit.label_schema, outputs, val_view), time.monotonic() - started,
                           notes={"epochs": epochs, "modalities": spec.modalities, "alone": views})
-    candidate.fitted = fitted  # type: ignore[attr-defined]
+    candidate.fitted = fitted
     return candidate
 
 
@@ -421,15 +425,14 @@ def _loss(schema: LabelSchema, outputs: dict[str, np.ndarray], view: CaseView) -
     return float(np.mean(total)) if total else 0.0
 
 
-def greedy_weights(schema: LabelSchema, candidates: list[Candidate], val: CaseView, rows: np.ndarray | None = None) -> np.ndarray:
+def greedy_weights(schema: LabelSchema, candidates: list[Candidate], val: CaseView, sees: np.ndarray,
+                   rows: np.ndarray | None = None) -> np.ndarray:
     """Ensemble selection with repetition on `rows` of the validation split: start from the
     best single member, add the member that lowers the validation loss most, stop when
     none does."""
     rows = np.arange(len(val)) if rows is None else rows
     view = val.subset(rows)
-    if not hasattr(val, "sees"):  # which member sees which case: computed once per split
-        val.sees = present_matrix([c.member for c in candidates], val.cases)
-    sees = val.sees[rows]
+    sees = sees[rows]
     outputs = [{k: v[rows] for k, v in c.val_outputs.items()} for c in candidates]
     counts = np.zeros(len(candidates))
 
@@ -460,27 +463,21 @@ def bagged_weights(schema: LabelSchema, candidates: list[Candidate], val: CaseVi
     groups = [s.meta.get("group") for s in val.samples]
     units = np.unique(np.array([g if g is not None else f"row-{i}" for i, g in enumerate(groups)], dtype=object), return_inverse=True)[1]
     members = [np.flatnonzero(units == u) for u in range(units.max() + 1)]
+    sees = present_matrix([c.member for c in candidates], val.cases)  # which member sees which case
     total = np.zeros(len(candidates))
     for _ in range(bags):
         picked = rng.integers(0, len(members), len(members))
-        total += greedy_weights(schema, candidates, val, np.concatenate([members[i] for i in picked]))
+        total += greedy_weights(schema, candidates, val, sees, np.concatenate([members[i] for i in picked]))
     return total / total.sum()
 
 
 # -- the run -----------------------------------------------------------------------------------------
 
 
-@dataclass
-class AutoResult:
-    bundle_dir: Path
-    metrics: dict[str, Any]
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-
 def train_auto(plugin: Plugin, dataset: Dataset, *, out_dir: Path, val: Dataset | None = None, spec: ModelSpec | None = None,
-               config: TrainConfig | None = None, options: RecipeOptions | None = None) -> AutoResult:
+               config: TrainConfig | None = None, options: RecipeOptions | None = None) -> TrainResult:
     from twinlens.core.bundle import refuse_foreign_folder
-    from twinlens.core.training import seed_everything
+    from twinlens.core.training import TrainResult, seed_everything
 
     options = options or RecipeOptions()
     spec = spec or plugin.default_model_spec()
@@ -547,12 +544,12 @@ def train_auto(plugin: Plugin, dataset: Dataset, *, out_dir: Path, val: Dataset 
         "data": {"train": len(fit_set.samples), "validation": len(val_set.samples),
                  "grouped": any(s.meta.get("group") is not None for s in dataset.samples)},
     }
-    saver = (lambda folder: network.fitted.save(folder, plugin)) if network is not None else None  # type: ignore[attr-defined]
+    saver = (lambda folder: network.fitted.save(folder, plugin)) if network is not None else None
     bundle_config = save_ensemble(Path(out_dir), members=final_members, weights=final_weights, network_saver=saver, extra=extra)
     metrics = {**shipped.report, "version": bundle_config["version"], "shipped": shipped.name, "shipped_reason": shipped.reason,
                "candidates": extra["metrics"]["candidates"], "what_fusion_adds": what_fusion_adds,
                "seconds": round(clock.elapsed, 1)}
-    return AutoResult(Path(out_dir), metrics, getattr(getattr(network, "fitted", None), "history", []))
+    return TrainResult(Path(out_dir), metrics, network.fitted.history if network is not None else [])
 
 
 @dataclass
@@ -609,4 +606,4 @@ def _modalities_with_data(spec: ModelSpec, dataset: Dataset) -> list[str]:
     return [m for m in spec.modalities if any(s.has(m) for s in dataset.samples)]
 
 
-__all__ = ["RecipeOptions", "train_auto", "validation_split", "DEFAULT_TIME_LIMIT", "AutoResult", "calibrate"]
+__all__ = ["RecipeOptions", "train_auto", "validation_split", "DEFAULT_TIME_LIMIT"]

@@ -15,7 +15,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from twinlens.core.images import decode_image
+from twinlens.contract.images import decode_image
 
 SHAPES = {"1600x1200": (1600, 1200), "12MP phone (4000x3000)": (4000, 3000)}
 

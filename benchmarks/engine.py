@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from twinlens.core.data import Preprocessor, collate
-from twinlens.core.encoders import load_tokenizer
-from twinlens.core.inference import autocast_for, infer_logits, pick_device
-from twinlens.core.model import FusionModel
-from twinlens.core.sample import Sample
-from twinlens.core.schema import Label, LabelSchema, Task
-from twinlens.core.spec import ImageEncoderSpec, ModelSpec, TextEncoderSpec
+from twinlens.engine.data import Preprocessor, collate
+from twinlens.engine.encoders import load_tokenizer
+from twinlens.engine.inference import autocast_for, infer_logits, pick_device
+from twinlens.engine.model import FusionModel
+from twinlens.contract.sample import Sample
+from twinlens.contract.schema import Label, LabelSchema, Task
+from twinlens.contract.spec import ImageEncoderSpec, ModelSpec, TextEncoderSpec
 
 SCHEMA = LabelSchema(tasks=(Task(name="label", kind="multiclass", labels=tuple(Label(name=f"c{i}") for i in range(8))),))
 WORDS = "screen cracked battery swollen water damage port broken error code restart update charger".split()

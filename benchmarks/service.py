@@ -49,9 +49,9 @@ def job_inputs(count: int) -> list[tuple[bytes, str]]:
 
 
 def train_bundle(root: Path, args) -> Path:
-    from twinlens.core.registry import get_plugin
-    from twinlens.core.spec import ImageEncoderSpec
-    from twinlens.core.training import train_model
+    from twinlens.contract.registry import get_plugin
+    from twinlens.contract.spec import ImageEncoderSpec
+    from twinlens.engine.training import train_model
 
     plugin = get_plugin("generic")
     data = plugin.read_dataset(plugin.make_sample_dataset(root / "data", n=48, seed=0))
@@ -65,9 +65,9 @@ def raw_figures(bundle: Path, inputs, threads: int) -> tuple[float, dict[int, fl
     """Preprocessing (decode + resize + tokenise) and model-only predict throughput."""
     import torch
 
-    from twinlens.core.plugin import RawInput
-    from twinlens.core.predictor import Predictor
-    from twinlens.core.registry import get_plugin
+    from twinlens.contract.plugin import RawInput
+    from twinlens.engine.predictor import Predictor
+    from twinlens.contract.registry import get_plugin
 
     torch.set_num_threads(threads)
     plugin, predictor = get_plugin("generic"), Predictor.from_bundle(bundle)

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from twinlens.core.plugin import Dataset, DatasetOptions, Plugin
-from twinlens.core.prediction import Prediction
-from twinlens.core.sample import Sample
-from twinlens.core.schema import InputSchema, Label, LabelSchema, Task
-from twinlens.core.spec import ImageEncoderSpec, ModelSpec, TextEncoderSpec, TrainConfig
+from twinlens.contract.plugin import Dataset, DatasetOptions, Plugin
+from twinlens.contract.prediction import Prediction
+from twinlens.contract.sample import Sample
+from twinlens.contract.schema import InputSchema, Label, LabelSchema, Task
+from twinlens.contract.spec import ImageEncoderSpec, ModelSpec, TextEncoderSpec, TrainConfig
 
 TINY_TEXT = TextEncoderSpec(
     pretrained=False,

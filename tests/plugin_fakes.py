@@ -12,8 +12,8 @@ from pathlib import Path
 
 GOOD_PLUGIN = '''
 from pathlib import Path
-from twinlens.core.plugin import Plugin
-from twinlens.core.schema import InputSchema, Label, LabelSchema, Task
+from twinlens.contract.plugin import Plugin
+from twinlens.contract.schema import InputSchema, Label, LabelSchema, Task
 
 
 class {cls}(Plugin):

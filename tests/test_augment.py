@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from engine_helpers import EngineTestPlugin, fast_config, square_image, tiny_spec
-from twinlens.core.augment import augment_pixels
-from twinlens.core.data import collate
-from twinlens.core.plugin import Dataset
-from twinlens.core.predictor import Predictor
-from twinlens.core.sample import Sample
-from twinlens.core.schema import Label, LabelSchema, Task
-from twinlens.core.spec import IMAGENET_MEAN, IMAGENET_STD, AugmentSpec
-from twinlens.core.training import _TrainingRun, split_dataset, train_model
+from twinlens.engine.augment import augment_pixels
+from twinlens.engine.data import collate
+from twinlens.contract.plugin import Dataset
+from twinlens.engine.predictor import Predictor
+from twinlens.contract.sample import Sample
+from twinlens.contract.schema import Label, LabelSchema, Task
+from twinlens.contract.spec import IMAGENET_MEAN, IMAGENET_STD, AugmentSpec
+from twinlens.engine.training import _TrainingRun, split_dataset, train_model
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from engine_helpers import EngineTestPlugin, dataset, fast_config, tiny_spec, xor_samples
-from twinlens.core.bundle_files import read_bundle_config
-from twinlens.core.errors import BundleError
-from twinlens.core.predictor import Predictor
-from twinlens.core.training import train_model
+from twinlens.contract.bundle_files import read_bundle_config
+from twinlens.contract.errors import BundleError
+from twinlens.engine.predictor import Predictor
+from twinlens.engine.training import train_model
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from twinlens.core.registry import get_plugin
+from twinlens.contract.registry import get_plugin
 from twinlens.generic import GenericPlugin
 from twinlens.testing import (
     CHECKS,
@@ -78,7 +78,7 @@ class SloppyPreparePlugin(GenericPlugin):
     name = "sloppy_prepare"
 
     def prepare(self, raw):
-        from twinlens.core.sample import Sample
+        from twinlens.contract.sample import Sample
 
         return Sample(texts={"text": raw.texts.get("text")})
 
@@ -101,7 +101,7 @@ def test_the_kit_fails_broken_plugins(plugin, check, message, tmp_path):
 
 
 def test_undeclared_labels_in_the_sample_set_fail(tmp_path):
-    from twinlens.core.schema import Label, LabelSchema, Task
+    from twinlens.contract.schema import Label, LabelSchema, Task
 
     class NarrowSchemaPlugin(GenericPlugin):
         name = "narrow"

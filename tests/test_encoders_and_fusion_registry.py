@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from engine_helpers import TINY_IMAGE, TINY_TEXT, XOR_SCHEMA, tiny_spec
-from twinlens.core.encoders import ImageEncoder, TextEncoder
-from twinlens.core.errors import WeightsUnavailableError
-from twinlens.core.fusion import FUSIONS, Fusion, register_fusion
-from twinlens.core.model import FusionModel
-from twinlens.core.spec import ImageEncoderSpec, TextEncoderSpec
+from twinlens.engine.encoders import ImageEncoder, TextEncoder
+from twinlens.contract.errors import WeightsUnavailableError
+from twinlens.engine.fusion import FUSIONS, Fusion, register_fusion
+from twinlens.engine.model import FusionModel
+from twinlens.contract.spec import ImageEncoderSpec, TextEncoderSpec
 
 
 def test_pretrained_minilm_loads_offline_and_embeds():
@@ -52,8 +52,8 @@ def test_a_sixth_strategy_is_one_class_and_one_registration():
     try:
         model = FusionModel(tiny_spec("test_max_pool"), XOR_SCHEMA)
         from engine_helpers import xor_samples
-        from twinlens.core.data import Preprocessor, collate
-        from twinlens.core.encoders import load_tokenizer
+        from twinlens.engine.data import Preprocessor, collate
+        from twinlens.engine.encoders import load_tokenizer
 
         pre = Preprocessor(model.spec, load_tokenizer(TINY_TEXT.name))
         outputs = model(collate([pre.encode(s) for s in xor_samples(4, 0)], pre))
@@ -71,9 +71,9 @@ def test_unknown_fusion_is_a_clear_error():
 def test_lexical_branch_works_in_every_fusion_strategy(fusion):
     """Hashed n-grams reach the heads through any fusion: outputs change with a word that
     the (tiny, random) transformer cannot tell apart from its neighbour's padding."""
-    from twinlens.core.data import Preprocessor, collate
-    from twinlens.core.encoders import load_tokenizer
-    from twinlens.core.sample import Sample
+    from twinlens.engine.data import Preprocessor, collate
+    from twinlens.engine.encoders import load_tokenizer
+    from twinlens.contract.sample import Sample
 
     spec = tiny_spec(fusion, lexical_buckets=1 << 10)
     model = FusionModel(spec, XOR_SCHEMA).eval()
@@ -89,10 +89,10 @@ def test_lexical_branch_works_in_every_fusion_strategy(fusion):
 
 
 def test_top_layer_fine_tuning_freezes_the_rest_and_decays_the_learning_rate():
-    from twinlens.core.training import _TrainingRun
-    from twinlens.core.plugin import Dataset
+    from twinlens.engine.training import _TrainingRun
+    from twinlens.contract.plugin import Dataset
     from engine_helpers import xor_samples
-    from twinlens.core.spec import TrainConfig
+    from twinlens.contract.spec import TrainConfig
 
     text = TINY_TEXT.model_copy(update={"pretrained": True, "train_top_layers": 1, "layer_lr_decay": 0.5,
                                         "config_overrides": {**TINY_TEXT.config_overrides, "num_hidden_layers": 3}})

@@ -4,9 +4,9 @@ every fusion strategy must learn it; one modality alone cannot beat chance by mu
 import pytest
 
 from engine_helpers import EngineTestPlugin, dataset, fast_config, tiny_spec, xor_samples
-from twinlens.core.evaluation import evaluate_bundle
-from twinlens.core.fusion import FUSIONS
-from twinlens.core.training import train_model
+from twinlens.engine.evaluation import evaluate_bundle
+from twinlens.engine.fusion import FUSIONS
+from twinlens.engine.training import train_model
 
 STRATEGIES = ["concat", "weighted", "gated", "cross_attention", "early"]
 

@@ -8,10 +8,10 @@ import json
 import pytest
 from PIL import Image
 
-from twinlens.core.errors import InputError
-from twinlens.core.plugin import DatasetOptions, RawInput
-from twinlens.core.prediction import HeadPrediction, Prediction
-from twinlens.core.registry import get_plugin
+from twinlens.contract.errors import InputError
+from twinlens.contract.plugin import DatasetOptions, RawInput
+from twinlens.contract.prediction import HeadPrediction, Prediction
+from twinlens.contract.registry import get_plugin
 from twinlens.generic import GenericPlugin
 from twinlens.generic.plugin import REVIEW_THRESHOLD_ENV
 

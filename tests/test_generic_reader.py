@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from twinlens.core.errors import DatasetError
-from twinlens.core.plugin import DatasetOptions
-from twinlens.core.schema import Label, LabelSchema, Task
+from twinlens.contract.errors import DatasetError
+from twinlens.contract.plugin import DatasetOptions
+from twinlens.contract.schema import Label, LabelSchema, Task
 from twinlens.generic import GenericPlugin
-from twinlens.generic.table import ManifestError
+from twinlens.contract.table import ManifestError
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ import random
 import pytest
 
 from engine_helpers import EngineTestPlugin, fast_config, square_image, tiny_spec
-from twinlens.core.evaluation import evaluate_bundle
-from twinlens.core.plugin import Dataset
-from twinlens.core.predictor import Predictor
-from twinlens.core.sample import Sample
-from twinlens.core.schema import Label, LabelSchema, Task
-from twinlens.core.training import train_model
+from twinlens.engine.evaluation import evaluate_bundle
+from twinlens.contract.plugin import Dataset
+from twinlens.engine.predictor import Predictor
+from twinlens.contract.sample import Sample
+from twinlens.contract.schema import Label, LabelSchema, Task
+from twinlens.engine.training import train_model
 
 TAGS = ["red", "blue", "urgent", "refund"]
 SCHEMA = LabelSchema(tasks=(
@@ -62,7 +62,7 @@ def test_prediction_has_multilabel_labels_and_regression_value(bundle):
 
 
 def test_uncertain_labels_follow_the_policy():
-    from twinlens.core.data import encode_targets
+    from twinlens.engine.data import encode_targets
 
     sample = Sample(labels={"tags": ["red"]}, meta={"uncertain": {"tags": ["urgent"]}})
     ignore = encode_targets([sample], SCHEMA, {"score": (0.0, 1.0)}, "ignore")

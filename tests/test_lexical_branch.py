@@ -9,10 +9,10 @@ import random
 
 import pytest
 
-from twinlens.core.plugin import Dataset
-from twinlens.core.sample import Sample
-from twinlens.core.schema import Label, LabelSchema, Task
-from twinlens.core.spec import ModelSpec, TextEncoderSpec, TrainConfig
+from twinlens.contract.plugin import Dataset
+from twinlens.contract.sample import Sample
+from twinlens.contract.schema import Label, LabelSchema, Task
+from twinlens.contract.spec import ModelSpec, TextEncoderSpec, TrainConfig
 
 SCHEMA = LabelSchema(tasks=(Task(name="team", kind="multiclass", labels=(Label(name="firmware"), Label(name="hardware"))),))
 OPENINGS = ["hi there", "hello support", "good morning", "hey", "dear team", "urgent", "please help", "hi again"]
@@ -38,7 +38,7 @@ def _tickets(n: int, seed: int) -> Dataset:
 
 
 def _accuracy(lexical_buckets: int, train: Dataset, test: Dataset, tmp_path) -> float:
-    from twinlens.core.training import fit_network
+    from twinlens.engine.training import fit_network
 
     spec = ModelSpec(text_encoder=TextEncoderSpec(freeze=True), modalities=["text"], lexical_buckets=lexical_buckets, hidden_dim=64)
     config = TrainConfig(epochs=25, patience=25, lr=3e-3, batch_size=32, progress=False, modality_dropout=0.0, seed=0)

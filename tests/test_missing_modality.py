@@ -4,11 +4,11 @@ modality alone or both, and each is well above chance on the modality's own labe
 import pytest
 
 from engine_helpers import COLOURS, EngineTestPlugin, dataset, fast_config, tiny_spec, xor_samples
-from twinlens.core.evaluation import evaluate_bundle
-from twinlens.core.predictor import Predictor
-from twinlens.core.sample import Sample
-from twinlens.core.schema import Label, LabelSchema, Task
-from twinlens.core.training import train_model
+from twinlens.engine.evaluation import evaluate_bundle
+from twinlens.engine.predictor import Predictor
+from twinlens.contract.sample import Sample
+from twinlens.contract.schema import Label, LabelSchema, Task
+from twinlens.engine.training import train_model
 
 # Two heads: colour is told by the image, animal by the text, so each input alone has
 # something to say and the missing-modality paths can be scored separately.

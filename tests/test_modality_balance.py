@@ -6,12 +6,12 @@ import random
 import torch
 
 from engine_helpers import COLOURS, fast_config, square_image, tiny_spec
-from twinlens.core.data import batches, collate
-from twinlens.core.inference import infer_logits
-from twinlens.core.plugin import Dataset
-from twinlens.core.sample import Sample
-from twinlens.core.schema import Label, LabelSchema, Task
-from twinlens.core.training import _TrainingRun, split_dataset
+from twinlens.engine.data import batches, collate
+from twinlens.engine.inference import infer_logits
+from twinlens.contract.plugin import Dataset
+from twinlens.contract.sample import Sample
+from twinlens.contract.schema import Label, LabelSchema, Task
+from twinlens.engine.training import _TrainingRun, split_dataset
 
 SCHEMA = LabelSchema(tasks=(Task(name="colour", kind="multiclass", labels=tuple(Label(name=c) for c in COLOURS)),))
 

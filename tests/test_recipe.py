@@ -13,11 +13,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 from engine_helpers import TINY_IMAGE, TINY_TEXT, xor_samples
-from twinlens.core.errors import BundleError
-from twinlens.core.plugin import Dataset
-from twinlens.core.sample import Sample
-from twinlens.core.schema import Label, LabelSchema, Task
-from twinlens.core.spec import ModelSpec, TrainConfig
+from twinlens.contract.errors import BundleError
+from twinlens.contract.plugin import Dataset
+from twinlens.contract.sample import Sample
+from twinlens.contract.schema import Label, LabelSchema, Task
+from twinlens.contract.spec import ModelSpec, TrainConfig
 
 SHAPES = ("plain", "scratch", "spots")
 SHAPE_SCHEMA = LabelSchema(tasks=(Task(name="defect", kind="multiclass", labels=tuple(Label(name=s) for s in SHAPES)),))
@@ -68,8 +68,8 @@ def _macro_f1(predictor, dataset: Dataset, task: str) -> tuple[float, float]:
 
 @pytest.mark.slow
 def test_default_recipe_predicts_minority_classes(tmp_path):
-    from twinlens.core.predictor import Predictor
-    from twinlens.core.recipe import RecipeOptions, train_auto
+    from twinlens.engine.predictor import Predictor
+    from twinlens.engine.recipe import RecipeOptions, train_auto
 
     train, test = imbalanced_images(240, seed=0), imbalanced_images(200, seed=1)
     result = train_auto(_ImagePlugin(), train, out_dir=tmp_path / "model", options=RecipeOptions(time_limit=60, progress=False))
@@ -102,7 +102,7 @@ class _XorPlugin(_ImagePlugin):
 
 @pytest.fixture(scope="module")
 def ensemble_bundle(tmp_path_factory) -> tuple[Path, dict]:
-    from twinlens.core.recipe import RecipeOptions, train_auto
+    from twinlens.engine.recipe import RecipeOptions, train_auto
 
     out = tmp_path_factory.mktemp("ensemble") / "model"
     result = train_auto(_XorPlugin(), _xor(240, 0), out_dir=out, options=RecipeOptions(time_limit=40, progress=False))
@@ -110,8 +110,8 @@ def ensemble_bundle(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def test_ensemble_bundle_keeps_every_candidate_and_loads_through_predictor(ensemble_bundle):
-    from twinlens.core.bundle_files import read_bundle_config
-    from twinlens.core.predictor import Predictor
+    from twinlens.contract.bundle_files import read_bundle_config
+    from twinlens.engine.predictor import Predictor
 
     bundle, metrics = ensemble_bundle
     config = read_bundle_config(bundle)  # verifies digests, content hash and no pickle
@@ -135,7 +135,7 @@ def test_ensemble_bundle_keeps_every_candidate_and_loads_through_predictor(ensem
 def test_ensemble_bundle_refuses_tampering_and_pickle(ensemble_bundle, tmp_path):
     import shutil
 
-    from twinlens.core.predictor import Predictor
+    from twinlens.engine.predictor import Predictor
 
     bundle, _ = ensemble_bundle
     copy = tmp_path / "copy"
@@ -159,7 +159,7 @@ def test_ensemble_bundle_refuses_tampering_and_pickle(ensemble_bundle, tmp_path)
 
 
 def test_evaluate_reports_every_member_on_new_data(ensemble_bundle):
-    from twinlens.core.evaluation import evaluate_bundle
+    from twinlens.engine.evaluation import evaluate_bundle
 
     bundle, _ = ensemble_bundle
     report = evaluate_bundle(bundle, _xor(60, 9))

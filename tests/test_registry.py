@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from plugin_fakes import install_fake, plugin_source
 
-from twinlens.core.errors import PluginError, UnknownPluginError
-from twinlens.core.registry import PluginRegistry
+from twinlens.contract.errors import PluginError, UnknownPluginError
+from twinlens.contract.registry import PluginRegistry
 from twinlens.generic import GenericPlugin
 
 

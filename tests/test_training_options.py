@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from engine_helpers import EngineTestPlugin, fast_config, square_image, tiny_spec
-from twinlens.core.plugin import Dataset
-from twinlens.core.predictor import Predictor
-from twinlens.core.sample import Sample
-from twinlens.core.schema import Label, LabelSchema, Task
-from twinlens.core.training import _TrainingRun, split_dataset, train_model
+from twinlens.contract.plugin import Dataset
+from twinlens.engine.predictor import Predictor
+from twinlens.contract.sample import Sample
+from twinlens.contract.schema import Label, LabelSchema, Task
+from twinlens.engine.training import _TrainingRun, split_dataset, train_model
 
 SCHEMA = LabelSchema(tasks=(Task(name="colour", kind="multiclass", labels=(Label(name="red"), Label(name="blue"))),))
 

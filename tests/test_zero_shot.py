@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from twinlens.core.plugin import Dataset
-from twinlens.core.sample import Sample
-from twinlens.core.schema import Label, LabelSchema, Task
-from twinlens.core.zero_shot import ZeroShotClassifier, ZeroShotConfig, evaluate_zero_shot
+from twinlens.contract.plugin import Dataset
+from twinlens.contract.sample import Sample
+from twinlens.contract.schema import Label, LabelSchema, Task
+from twinlens.engine.zero_shot import ZeroShotClassifier, ZeroShotConfig, evaluate_zero_shot
 
 TOPIC = Task(
     name="topic",
@@ -127,7 +127,7 @@ def test_evaluation_report_matches_the_engine_report_shape(classifier):
 
 
 def test_missing_clip_folder_is_a_clear_error(tmp_path):
-    from twinlens.core.errors import WeightsUnavailableError
+    from twinlens.contract.errors import WeightsUnavailableError
 
     zs = ZeroShotClassifier(SCHEMA, config=ZeroShotConfig(clip_model=str(tmp_path / "nowhere")))
     with pytest.raises(WeightsUnavailableError, match="never downloaded"):

@@ -28,13 +28,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from twinlens.core.errors import InputError
-from twinlens.core.plugin import Dataset, Plugin, RawInput
-from twinlens.core.prediction import HeadPrediction, Prediction
-from twinlens.core.registry import default_registry, validate_plugin
-from twinlens.core.sample import Sample
-from twinlens.core.schema import InputSchema, LabelSchema, Task
-from twinlens.core.spec import ModelSpec, TrainConfig
+from twinlens.contract.errors import InputError
+from twinlens.contract.plugin import Dataset, Plugin, RawInput
+from twinlens.contract.prediction import HeadPrediction, Prediction
+from twinlens.contract.registry import default_registry, validate_plugin
+from twinlens.contract.sample import Sample
+from twinlens.contract.schema import InputSchema, LabelSchema, Task
+from twinlens.contract.spec import ModelSpec, TrainConfig
 
 Check = Callable[[Plugin, Path], None]
 SAMPLE_ROWS = 24  # small: every check stays well under a second for a sane plugin

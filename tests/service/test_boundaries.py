@@ -28,7 +28,7 @@ from twinlens.db.session import Database
 from twinlens.db.migrate import upgrade
 from twinlens.services import keys, models
 from twinlens.api.app import create_app
-from twinlens.core.registry import default_registry
+from twinlens.contract.registry import default_registry
 
 data_dir, bundle = sys.argv[1], sys.argv[2]
 settings = Settings(data_dir=data_dir)
@@ -47,8 +47,8 @@ with TestClient(create_app(settings, db=db)) as client:
                       files={"image": ("a.png", open(sys.argv[3], "rb").read(), "image/png")})
     assert job.status_code == 202, job.text
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "timm", "transformers", "celery")
-               or m.startswith("twinlens.worker") or m.startswith("twinlens.core.training")
-               or m.startswith("twinlens.core.predictor"))
+               or m.startswith("twinlens.worker") or m.startswith("twinlens.engine.training")
+               or m.startswith("twinlens.engine.predictor"))
 print(json.dumps(heavy))
 """
 

@@ -80,7 +80,7 @@ def service(tmp_path_factory):
 
 def _support_ticket_photo(root: Path) -> tuple[bytes, str, str]:
     """A generated ticket whose photo shows an on-screen error code."""
-    from twinlens.core.registry import get_plugin
+    from twinlens.contract.registry import get_plugin
 
     plugin = get_plugin("support_ticket")
     manifest = plugin.make_sample_dataset(root / "ticket-probe", n=24, seed=11)

@@ -13,7 +13,7 @@ from fleet import Fleet, RedisServer
 from plugin_fakes import install_fake
 from test_worker_fleet import _register, _sql, _submit, _wait_all_finished
 from twinlens.cli.service import tiny_encoders
-from twinlens.core.registry import GROUP
+from twinlens.contract.registry import GROUP
 from twinlens.generic import GenericPlugin
 
 pytestmark = pytest.mark.slow

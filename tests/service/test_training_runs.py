@@ -17,7 +17,7 @@ from service_helpers import problem, wait_finished
 from sqlalchemy import func, select
 
 from twinlens.cli.service import tiny_encoders
-from twinlens.core.bundle_files import read_bundle_config
+from twinlens.contract.bundle_files import read_bundle_config
 from twinlens.db.base import utcnow
 from twinlens.db.models import ModelVersion, TrainingRun
 from twinlens.generic import GenericPlugin

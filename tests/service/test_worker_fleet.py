@@ -16,7 +16,7 @@ import pytest
 from fleet import Fleet, RedisServer
 from plugin_fakes import install_fake
 from service_helpers import png_bytes
-from twinlens.core.registry import GROUP
+from twinlens.contract.registry import GROUP
 
 pytestmark = pytest.mark.slow
 
@@ -181,7 +181,7 @@ def test_sigterm_finishes_what_the_worker_holds(fleet, generic_bundle):
 
 def _train_tiny(plugin, tmp_path: Path) -> Path:
     from twinlens.cli.service import tiny_encoders
-    from twinlens.core.training import train_model
+    from twinlens.engine.training import train_model
 
     data = plugin.read_dataset(plugin.make_sample_dataset(tmp_path / "data", n=40, seed=3))
     spec = plugin.default_model_spec().model_copy(update=tiny_encoders())

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from twinlens import queue
 from twinlens.blobs import LocalBlobStore
-from twinlens.core.plugin import RawInput
+from twinlens.contract.plugin import RawInput
 from twinlens.db.base import utcnow
 from twinlens.db.migrate import upgrade
 from twinlens.db.models import Job, ModelVersion, Result

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from twinlens.core.errors import DatasetError
-from twinlens.core.plugin import DatasetOptions
+from twinlens.contract.errors import DatasetError
+from twinlens.contract.plugin import DatasetOptions
 from twinlens_chest_xray import ChestXrayPlugin
 from twinlens_chest_xray.labels import FINDINGS
 from twinlens_chest_xray.sample_data import make_dicom

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from twinlens.core.plugin import RawInput
-from twinlens.core.prediction import HeadPrediction, Prediction
+from twinlens.contract.plugin import RawInput
+from twinlens.contract.prediction import HeadPrediction, Prediction
 from twinlens_chest_xray import ChestXrayPlugin
 from twinlens_chest_xray.decide import INTENDED_USE, DecisionPolicy
 from twinlens_chest_xray.labels import FINDINGS

@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import RLELossless
 
-from twinlens.core.errors import InputError
+from twinlens.contract.errors import InputError
 from twinlens_chest_xray.imaging import load_radiograph
 from twinlens_chest_xray.sample_data import make_dicom
 

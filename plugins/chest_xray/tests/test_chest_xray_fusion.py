@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from twinlens.core.evaluation import evaluate_bundle
-from twinlens.core.training import train_model
+from twinlens.engine.evaluation import evaluate_bundle
+from twinlens.engine.training import train_model
 
 pytestmark = pytest.mark.slow
 

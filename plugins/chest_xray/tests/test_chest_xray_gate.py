@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from twinlens.core.errors import InputError
+from twinlens.contract.errors import InputError
 from twinlens_chest_xray.imaging import load_radiograph
 from twinlens_chest_xray.sample_data import make_dicom
 

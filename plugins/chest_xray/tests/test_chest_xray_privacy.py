@@ -11,7 +11,7 @@ from PIL import Image, PngImagePlugin
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from twinlens.core.plugin import RawInput
+from twinlens.contract.plugin import RawInput
 from twinlens_chest_xray.deid import METHOD, Deidentifier, deidentify_dicom_bytes
 from twinlens_chest_xray.sample_data import PLANTED_PHI, make_dicom
 

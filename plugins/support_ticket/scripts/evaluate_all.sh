@@ -27,7 +27,7 @@ generate() {  # name n seed
   "$PY" - "$WORK/$1" "$2" "$3" <<'PY'
 import sys, time
 from pathlib import Path
-from twinlens.core.registry import get_plugin
+from twinlens.contract.registry import get_plugin
 out, n, seed = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 plugin = get_plugin("support_ticket")
 started = time.perf_counter()

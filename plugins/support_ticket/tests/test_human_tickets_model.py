@@ -11,7 +11,7 @@ from twinlens_support_ticket.plugin import SupportTicketPlugin
 
 @pytest.mark.slow
 def test_model_trained_on_generated_tickets_beats_zero_shot_on_hand_written_ones(tmp_path):
-    from twinlens.core.recipe import RecipeOptions, train_auto
+    from twinlens.engine.recipe import RecipeOptions, train_auto
 
     plugin = SupportTicketPlugin()
     export = plugin.make_sample_dataset(tmp_path / "generated", n=400, seed=0)

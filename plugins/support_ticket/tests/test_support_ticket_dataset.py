@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from twinlens.core.errors import DatasetError
-from twinlens.core.plugin import DatasetOptions
+from twinlens.contract.errors import DatasetError
+from twinlens.contract.plugin import DatasetOptions
 
 from twinlens_support_ticket import ocr
 from twinlens_support_ticket.dataset import read_export

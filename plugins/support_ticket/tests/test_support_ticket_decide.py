@@ -6,7 +6,7 @@ import datetime as dt
 import json
 
 import pytest
-from twinlens.core.prediction import HeadPrediction, Prediction
+from twinlens.contract.prediction import HeadPrediction, Prediction
 
 from twinlens_support_ticket.decision import DecisionPolicy
 from twinlens_support_ticket.labels import FAULTS, SEVERITIES

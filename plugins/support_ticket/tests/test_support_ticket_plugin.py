@@ -9,9 +9,9 @@ import sys
 
 import pytest
 from PIL import Image
-from twinlens.core.errors import InputError
-from twinlens.core.plugin import RawInput
-from twinlens.core.registry import PluginRegistry, get_plugin, validate_plugin
+from twinlens.contract.errors import InputError
+from twinlens.contract.plugin import RawInput
+from twinlens.contract.registry import PluginRegistry, get_plugin, validate_plugin
 
 from twinlens_support_ticket.generate.build import save_with_orientation
 from twinlens_support_ticket.generate.messages import fault_message
@@ -62,7 +62,7 @@ def test_declarations_validate_and_serialise():
 
 def test_importing_the_plugin_loads_neither_torch_nor_ocr():
     code = (
-        "import sys; from twinlens.core.registry import get_plugin; p = get_plugin('support_ticket'); "
+        "import sys; from twinlens.contract.registry import get_plugin; p = get_plugin('support_ticket'); "
         "p.describe(); p.default_model_spec(); "
         "print(sorted(m for m in ('torch', 'rapidocr_onnxruntime', 'onnxruntime', 'transformers') if m in sys.modules))"
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from twinlens.core.spec import ImageEncoderSpec
+from twinlens.contract.spec import ImageEncoderSpec
 
 from twinlens_support_ticket.dataset import read_export
 from twinlens_support_ticket.generate.build import make_sample_dataset
@@ -36,8 +36,8 @@ def splits(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scores(splits):
-    from twinlens.core.evaluation import evaluate_bundle
-    from twinlens.core.training import train_model
+    from twinlens.engine.evaluation import evaluate_bundle
+    from twinlens.engine.training import train_model
 
     root, train, test = splits
     plugin = SupportTicketPlugin()
@@ -58,7 +58,7 @@ def scores(splits):
 
 def _accuracy_by_evidence(bundle, test) -> dict[str, float]:
     """Fault accuracy per evidence mode (which inputs show the fault; recorded by the generator)."""
-    from twinlens.core.predictor import Predictor
+    from twinlens.engine.predictor import Predictor
 
     predictions = Predictor.from_bundle(bundle).predict(test.samples, contributions=False)
     right: dict[str, list[bool]] = {}

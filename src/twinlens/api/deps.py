@@ -11,8 +11,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from twinlens.blobs import LocalBlobStore
-from twinlens.core.plugin import Plugin
-from twinlens.core.registry import get_plugin
+from twinlens.contract.plugin import Plugin
+from twinlens.contract.registry import get_plugin
 from twinlens.db.session import Database
 from twinlens.services import keys
 from twinlens.services.keys import Principal

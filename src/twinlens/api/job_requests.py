@@ -18,8 +18,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from twinlens.api.schemas import ImageBase64, ImageUrl, JobCreate
-from twinlens.core.errors import InputError
-from twinlens.core.plugin import Plugin
+from twinlens.contract.errors import InputError
+from twinlens.contract.plugin import Plugin
 from twinlens.services.fetch import fetch_image
 from twinlens.services.inputs import SubmittedInputs
 from twinlens.settings import Settings

@@ -83,7 +83,7 @@ def _problem_media_type(schema: dict[str, Any]) -> None:
 def _plugin_names(schema: dict[str, Any]) -> None:
     """List the installed plugins as the `name` path parameter's values, so generated
     clients (and fuzzers) know which names exist on this server."""
-    from twinlens.core.registry import default_registry
+    from twinlens.contract.registry import default_registry
 
     names = default_registry().names()
     for path, operations in schema.get("paths", {}).items():

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from twinlens.core.errors import InputError, UnknownPluginError
+from twinlens.contract.errors import InputError, UnknownPluginError
 from twinlens.services.errors import ServiceError
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from twinlens.core.plugin import DatasetOptions
+from twinlens.contract.plugin import DatasetOptions
 from twinlens.db.models import TrainingRun
 from twinlens.services.views import ApiKeyView, DeliveryView, FeedbackView, ModelVersionRef, ModelVersionView
 

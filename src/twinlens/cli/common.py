@@ -17,7 +17,7 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 
-from twinlens.core.errors import TwinLensError
+from twinlens.contract.errors import TwinLensError
 
 USER_ERROR = 2
 F = TypeVar("F", bound=Callable[..., Any])

@@ -12,9 +12,9 @@ import inspect
 from pathlib import Path
 
 from twinlens.cli.render import print_skipped
-from twinlens.core.errors import DatasetError, RowError
-from twinlens.core.plugin import Dataset, DatasetOptions, Plugin
-from twinlens.core.schema import LabelSchema, Task
+from twinlens.contract.errors import DatasetError, RowError
+from twinlens.contract.plugin import Dataset, DatasetOptions, Plugin
+from twinlens.contract.schema import LabelSchema, Task
 
 
 def read_data(plugin: Plugin, path: Path, options: DatasetOptions) -> Dataset:

@@ -18,10 +18,10 @@ from twinlens.cli.common import UsageProblem, json_safe, parse_pairs, split_list
 from twinlens.cli.datasets import read_data, read_for_schema
 from twinlens.cli.options import dataset_options, load_spec_file, model_spec, train_config
 from twinlens.cli.render import console, print_candidates, print_members, print_prediction, print_report
-from twinlens.core.plugin import Plugin, RawInput
-from twinlens.core.registry import get_plugin
-from twinlens.core.schema import LabelSchema
-from twinlens.core.spec import ModelSpec
+from twinlens.contract.plugin import Plugin, RawInput
+from twinlens.contract.registry import get_plugin
+from twinlens.contract.schema import LabelSchema
+from twinlens.contract.spec import ModelSpec
 
 # Column options shared by every command that reads a data set.
 ImageCol = Annotated[Optional[str], typer.Option("--image-col", help="Column holding the image path (relative to the manifest).")]
@@ -80,12 +80,12 @@ def train(
     _check_schema(chosen, train_set.label_schema)
 
     if preset == "network":
-        from twinlens.core.training import train_model
+        from twinlens.engine.training import train_model
 
         result = train_model(chosen, train_set, out_dir=out, val=val_set, spec=model, config=config, device=device)
         print_report(result.metrics, "validation report")
     else:
-        from twinlens.core.recipe import RecipeOptions, train_auto
+        from twinlens.engine.recipe import RecipeOptions, train_auto
 
         recipe = RecipeOptions(time_limit=time_limit, seed=config.seed, progress=progress, device=device)
         result = train_auto(chosen, train_set, out_dir=out, val=val_set, spec=model, config=config, options=recipe)
@@ -100,7 +100,7 @@ def _check_out_dir(out: Path) -> None:
         raise UsageProblem(f"--out {out}: is a file")
     if not out.is_dir() or not any(out.iterdir()):
         return
-    from twinlens.core.bundle_files import CONFIG_NAME, FORMAT
+    from twinlens.contract.bundle_files import CONFIG_NAME, FORMAT
 
     try:
         marker = json.loads((out / CONFIG_NAME).read_text(encoding="utf-8"))
@@ -112,7 +112,7 @@ def _check_out_dir(out: Path) -> None:
 
 def _check_engine_names(spec: ModelSpec) -> None:
     """Unknown fusion or image model names are user errors, found before data is read."""
-    from twinlens.core.fusion import FUSIONS
+    from twinlens.engine.fusion import FUSIONS
 
     if spec.fusion not in FUSIONS:
         raise UsageProblem(f"--fusion {spec.fusion}: unknown; choose from {', '.join(sorted(FUSIONS))}")
@@ -124,7 +124,7 @@ def _check_engine_names(spec: ModelSpec) -> None:
 
 
 def _check_schema(plugin: Plugin, schema: LabelSchema) -> None:
-    from twinlens.core.registry import check_schema_matches
+    from twinlens.contract.registry import check_schema_matches
 
     check_schema_matches(plugin, schema)
 
@@ -146,7 +146,7 @@ def evaluate(
 ) -> None:
     """Evaluate a model bundle on a labelled data set; prints a table per head (and, for an
     automatic run's bundle, every baseline it kept next to what ships)."""
-    from twinlens.core.bundle_files import read_bundle_config
+    from twinlens.contract.bundle_files import read_bundle_config
 
     config = read_bundle_config(model)
     chosen = get_plugin(config["plugin"])
@@ -158,7 +158,7 @@ def evaluate(
     known = config["modalities"] if config.get("kind") == "ensemble" else ModelSpec.model_validate(config["model_spec"]).all_modalities()
     _check_modalities(used, known)
 
-    from twinlens.core.evaluation import evaluate_bundle
+    from twinlens.engine.evaluation import evaluate_bundle
 
     report = evaluate_bundle(model, dataset, modalities=used, device=device)
     print_report(report, f"evaluation of {config.get('version', model)} on {data}")
@@ -187,13 +187,13 @@ def predict(
     device: Device = None,
 ) -> None:
     """Predict one input with a model bundle and show the plugin's decision."""
-    from twinlens.core.bundle_files import read_bundle_config
+    from twinlens.contract.bundle_files import read_bundle_config
 
     config = read_bundle_config(model)
     chosen = get_plugin(config["plugin"])
     sample = chosen.prepare(_raw_input(chosen, image, text, parse_pairs(field, "--field")))
 
-    from twinlens.core.predictor import Predictor
+    from twinlens.engine.predictor import Predictor
 
     predictor = Predictor.from_bundle(model, device=device)
     _check_schema(chosen, predictor.label_schema)

@@ -10,9 +10,9 @@ from typing import Any, get_args
 from pydantic import BaseModel, ValidationError
 
 from twinlens.cli.common import UsageProblem, parse_pairs, read_json_file, split_list
-from twinlens.core.plugin import DatasetOptions
-from twinlens.core.schema import TaskKind
-from twinlens.core.spec import ModelSpec, TrainConfig
+from twinlens.contract.plugin import DatasetOptions
+from twinlens.contract.schema import TaskKind
+from twinlens.contract.spec import ModelSpec, TrainConfig
 
 SPEC_SECTIONS = ("model", "train")
 

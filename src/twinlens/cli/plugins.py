@@ -11,8 +11,8 @@ import typer
 from twinlens.cli import app
 from twinlens.cli.common import fail, user_errors
 from twinlens.cli.render import console, print_plugins
-from twinlens.core.errors import PluginError
-from twinlens.core.registry import default_registry
+from twinlens.contract.errors import PluginError
+from twinlens.contract.registry import default_registry
 
 plugin_app = typer.Typer(help="Create and manage plugins.", no_args_is_help=True)
 app.add_typer(plugin_app, name="plugin")

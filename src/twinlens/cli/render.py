@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from twinlens.core.errors import RowError
+from twinlens.contract.errors import RowError
 
 console = Console(highlight=False)
 CLASSIFIER_METRICS = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("auroc", "AUROC"), ("ece", "ECE"))

@@ -263,7 +263,7 @@ def demo(
 
 
 def _demo_plugin(requested: str | None) -> str:
-    from twinlens.core.registry import default_registry
+    from twinlens.contract.registry import default_registry
 
     names = default_registry().names()
     if requested:
@@ -303,7 +303,7 @@ def train_sample_model(plugin_name: str, bundle_dir: Path, *, rows: int = 200, e
 
 def train_sample_model_with_report(plugin_name: str, bundle_dir: Path, *, rows: int = 200, epochs: int = 3, tiny: bool = False,
                                    seed: int = 0, preset: str = "auto", time_limit: float | None = None) -> tuple[Path, dict[str, Any]]:
-    from twinlens.core.registry import get_plugin
+    from twinlens.contract.registry import get_plugin
 
     plugin = get_plugin(plugin_name)
     manifest = plugin.make_sample_dataset(bundle_dir.parent / f"{bundle_dir.name}-data", n=rows, seed=seed)
@@ -313,10 +313,10 @@ def train_sample_model_with_report(plugin_name: str, bundle_dir: Path, *, rows: 
         spec = spec.model_copy(update=tiny_encoders())
     config = plugin.training_defaults().model_copy(update={"epochs": epochs, "seed": seed})
     if preset == "network":
-        from twinlens.core.training import train_model
+        from twinlens.engine.training import train_model
 
         return bundle_dir, train_model(plugin, dataset, out_dir=bundle_dir, spec=spec, config=config).metrics
-    from twinlens.core.recipe import RecipeOptions, train_auto
+    from twinlens.engine.recipe import RecipeOptions, train_auto
 
     limit = time_limit or (30.0 if tiny else 150.0)
     options = RecipeOptions(time_limit=limit, seed=seed, progress=not tiny)
@@ -325,7 +325,7 @@ def train_sample_model_with_report(plugin_name: str, bundle_dir: Path, *, rows: 
 
 def tiny_encoders() -> dict[str, Any]:
     """Randomly initialised, very small encoders: trains in seconds on a CPU."""
-    from twinlens.core.spec import ImageEncoderSpec, TextEncoderSpec
+    from twinlens.contract.spec import ImageEncoderSpec, TextEncoderSpec
 
     text = TextEncoderSpec(
         pretrained=False, max_length=32,
@@ -367,7 +367,7 @@ def _wait_ready(url: str, timeout: float = 120.0) -> None:
 def _send_samples(url: str, key: str, plugin_name: str, settings: Settings, count: int) -> list[dict[str, Any]]:
     import httpx
 
-    from twinlens.core.registry import get_plugin
+    from twinlens.contract.registry import get_plugin
 
     plugin = get_plugin(plugin_name)
     manifest = plugin.make_sample_dataset(settings.data_dir / "demo-samples" / plugin_name, n=max(count, 1), seed=12345)

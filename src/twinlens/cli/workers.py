@@ -16,7 +16,7 @@ def default_queues() -> list[str]:
     """Predictions and webhooks. Training is left out on purpose: a run can take hours,
     and a worker busy training would hold up every prediction queued behind it, so
     training gets a worker of its own (`--queues training`)."""
-    from twinlens.core.registry import default_registry
+    from twinlens.contract.registry import default_registry
     from twinlens.queue import WEBHOOK_QUEUE, predict_queue
 
     return [predict_queue(name) for name in default_registry().names()] + [WEBHOOK_QUEUE]

@@ -20,8 +20,8 @@ import json
 import math
 from typing import Any
 
-from twinlens.core.sample import LabelValue
-from twinlens.core.schema import Label, Task, TaskKind
+from twinlens.contract.sample import LabelValue
+from twinlens.contract.schema import Label, Task, TaskKind
 
 KIND_ORDER: tuple[TaskKind, ...] = ("multiclass", "multilabel", "regression")
 NOUNS = {"multiclass": "class name", "multilabel": "label list", "regression": "number"}

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import twinlens
-from twinlens.core.plugin import Dataset, DatasetOptions, Plugin
-from twinlens.core.prediction import HeadPrediction, Prediction
-from twinlens.core.schema import ImageInput, InputSchema, LabelSchema, TextField
+from twinlens.contract.plugin import Dataset, DatasetOptions, Plugin
+from twinlens.contract.prediction import HeadPrediction, Prediction
+from twinlens.contract.schema import ImageInput, InputSchema, LabelSchema, TextField
 from twinlens.generic.reader import DEFAULT_KEEP_IMAGE_SIDE, read_manifest
 from twinlens.generic.sample_data import make_sample_dataset
 

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from twinlens.core.errors import DatasetError, InputError, RowError
-from twinlens.core.images import decode_image
-from twinlens.core.plugin import Dataset, DatasetOptions
-from twinlens.core.sample import LabelValue, Sample
-from twinlens.core.schema import LabelSchema, Task, TaskKind
+from twinlens.contract.errors import DatasetError, InputError, RowError
+from twinlens.contract.images import decode_image
+from twinlens.contract.plugin import Dataset, DatasetOptions
+from twinlens.contract.sample import LabelValue, Sample
+from twinlens.contract.schema import LabelSchema, Task, TaskKind
 from twinlens.generic import labels as label_rules
-from twinlens.generic.table import ManifestError, Row, Table, read_table
+from twinlens.contract.table import ManifestError, Row, Table, read_table
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -17,7 +17,7 @@ from pathlib import Path
 from string import Template
 
 import twinlens
-from twinlens.core.errors import TwinLensError
+from twinlens.contract.errors import TwinLensError
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(?:[_-][a-z0-9]+)*$")
 # output path (with {module} placeholder) -> template file
@@ -100,7 +100,7 @@ def create_plugin(name: str, parent: Path) -> CreatedPlugin:
 
 
 def _refuse_registered(name: str) -> None:
-    from twinlens.core.registry import default_registry
+    from twinlens.contract.registry import default_registry
 
     if name in default_registry().names():
         raise ScaffoldError(f"a plugin named {name!r} is already registered; installing a second would clash")

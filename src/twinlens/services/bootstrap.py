@@ -6,7 +6,7 @@ import logging
 
 from sqlalchemy.orm import Session
 
-from twinlens.core.bundle_files import read_bundle_config
+from twinlens.contract.bundle_files import read_bundle_config
 from twinlens.db.repositories import ModelRepository
 from twinlens.services import keys, models
 from twinlens.settings import Settings

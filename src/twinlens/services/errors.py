@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twinlens.core.errors import TwinLensError
+from twinlens.contract.errors import TwinLensError
 
 
 class ServiceError(TwinLensError):

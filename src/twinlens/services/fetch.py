@@ -7,7 +7,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from twinlens.core.errors import InputError
+from twinlens.contract.errors import InputError
 from twinlens.services.netguard import check_peer, check_url
 
 FIELD = "inputs.image.url"

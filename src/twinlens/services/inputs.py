@@ -16,10 +16,10 @@ from typing import Any
 
 from PIL import Image
 
-from twinlens.core.errors import InputError
-from twinlens.core.images import decode_image, open_image
-from twinlens.core.plugin import Plugin, RawInput
-from twinlens.core.schema import InputSchema
+from twinlens.contract.errors import InputError
+from twinlens.contract.images import decode_image, open_image
+from twinlens.contract.plugin import Plugin, RawInput
+from twinlens.contract.schema import InputSchema
 from twinlens.settings import Settings
 
 DICOM_MEDIA_TYPE = "application/dicom"

@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from twinlens.blobs import BlobStore
-from twinlens.core.errors import InputError
-from twinlens.core.plugin import RawInput
-from twinlens.core.schema import LabelSchema, Task
+from twinlens.contract.errors import InputError
+from twinlens.contract.plugin import RawInput
+from twinlens.contract.schema import LabelSchema, Task
 from twinlens.db.base import utcnow
 from twinlens.db.models import Feedback, Job
 from twinlens.db.repositories import AuditRepository, JobRepository

@@ -8,10 +8,10 @@ from typing import Literal
 
 from sqlalchemy.orm import Session
 
-from twinlens.core.bundle_files import read_bundle_config
-from twinlens.core.errors import BundleError, InputError, PluginError, UnknownPluginError
-from twinlens.core.registry import check_schema_matches, get_plugin
-from twinlens.core.schema import LabelSchema
+from twinlens.contract.bundle_files import read_bundle_config
+from twinlens.contract.errors import BundleError, InputError, PluginError, UnknownPluginError
+from twinlens.contract.registry import check_schema_matches, get_plugin
+from twinlens.contract.schema import LabelSchema
 from twinlens.db.base import utcnow
 from twinlens.db.models import ModelVersion
 from twinlens.db.repositories import AuditRepository, ModelRepository

@@ -8,7 +8,7 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-from twinlens.core.errors import InputError
+from twinlens.contract.errors import InputError
 
 
 def is_public_address(address: str) -> bool:

@@ -23,11 +23,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
-from twinlens.core.bundle_files import CONFIG_NAME, FORMAT
-from twinlens.core.errors import DatasetError, InputError, PluginError, TwinLensError, UnknownPluginError
-from twinlens.core.plugin import DatasetOptions, Plugin
-from twinlens.core.registry import get_plugin
-from twinlens.core.spec import ModelSpec, TrainConfig
+from twinlens.contract.bundle_files import CONFIG_NAME, FORMAT
+from twinlens.contract.errors import DatasetError, InputError, PluginError, TwinLensError, UnknownPluginError
+from twinlens.contract.plugin import DatasetOptions, Plugin
+from twinlens.contract.registry import get_plugin
+from twinlens.contract.spec import ModelSpec, TrainConfig
 from twinlens.db.base import utcnow
 from twinlens.db.models import TrainingRun
 from twinlens.db.repositories import AuditRepository, ModelRepository, TenantRepository, TrainingRunRepository

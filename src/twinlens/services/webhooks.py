@@ -19,7 +19,7 @@ import httpx
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
-from twinlens.core.errors import InputError
+from twinlens.contract.errors import InputError
 from twinlens.db.base import utcnow
 from twinlens.db.models import Job, WebhookAttempt, WebhookDelivery
 from twinlens.db.repositories import JobRepository, TenantRepository, WebhookRepository

@@ -20,7 +20,7 @@ from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
-from twinlens.core.registry import get_plugin
+from twinlens.contract.registry import get_plugin
 from twinlens.services import execution
 from twinlens.services.execution import ClaimedJob
 from twinlens.worker import pipeline

@@ -8,7 +8,7 @@ import uuid
 from collections import OrderedDict
 from typing import Any
 
-from twinlens.core.errors import BundleError
+from twinlens.contract.errors import BundleError
 
 
 class ModelCache:
@@ -34,7 +34,7 @@ class ModelCache:
         return predictor
 
     def _load(self, bundle_path: str, expected_version: str) -> Any:
-        from twinlens.core.predictor import Predictor  # torch: only where models run
+        from twinlens.engine.predictor import Predictor  # torch: only where models run
 
         predictor = Predictor.from_bundle(bundle_path, device=self.device)
         loaded = f"{predictor.plugin_name}@{predictor.version}"

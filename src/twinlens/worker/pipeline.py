@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twinlens.blobs import BlobNotFound
-from twinlens.core.errors import InputError
-from twinlens.core.plugin import Plugin, RawInput
-from twinlens.core.prediction import Prediction
+from twinlens.contract.errors import InputError
+from twinlens.contract.plugin import Plugin, RawInput
+from twinlens.contract.prediction import Prediction
 from twinlens.db.base import utcnow
 from twinlens.services import execution
 from twinlens.services.execution import ClaimedJob, JobOutcome

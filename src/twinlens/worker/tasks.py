@@ -13,8 +13,8 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 
-from twinlens.core.errors import InputError, TwinLensError
-from twinlens.core.spec import ModelSpec, TrainConfig
+from twinlens.contract.errors import InputError, TwinLensError
+from twinlens.contract.spec import ModelSpec, TrainConfig
 from twinlens.queue import publish_predict, publish_training, publish_webhook
 from twinlens.services import execution, training, webhooks
 from twinlens.services.metrics import WEBHOOK_ATTEMPTS
@@ -119,9 +119,9 @@ def run_training(run_id: str | uuid.UUID, context: WorkerContext | None = None) 
 
 
 def _train(claimed: training.ClaimedRun) -> training.TrainingOutcome:
-    from twinlens.core.plugin import DatasetOptions
-    from twinlens.core.registry import check_schema_matches, get_plugin
-    from twinlens.core.training import train_model  # the engine (torch) loads with the first run
+    from twinlens.contract.plugin import DatasetOptions
+    from twinlens.contract.registry import check_schema_matches, get_plugin
+    from twinlens.engine.training import train_model  # the engine (torch) loads with the first run
 
     plugin = get_plugin(claimed.plugin)
     spec = ModelSpec.model_validate(claimed.model_spec)
@@ -130,7 +130,7 @@ def _train(claimed: training.ClaimedRun) -> training.TrainingOutcome:
     dataset = plugin.read_dataset(claimed.data_path, DatasetOptions(**claimed.dataset))
     check_schema_matches(plugin, dataset.label_schema)
     if claimed.preset == "auto":
-        from twinlens.core.recipe import RecipeOptions, train_auto
+        from twinlens.engine.recipe import RecipeOptions, train_auto
 
         options = RecipeOptions(time_limit=claimed.time_limit_seconds, seed=config.seed, progress=False)
         result = train_auto(plugin, dataset, out_dir=claimed.output_dir, spec=spec, config=config, options=options)
@@ -146,7 +146,7 @@ def _check_engine_names(spec: ModelSpec) -> None:
     """Names only the engine can check (the API cannot import it): fusion and timm model."""
     import timm
 
-    from twinlens.core.fusion import FUSIONS
+    from twinlens.engine.fusion import FUSIONS
 
     if spec.fusion not in FUSIONS:
         raise InputError("fusion", f"{spec.fusion!r} is unknown; choose from {', '.join(sorted(FUSIONS))}")

@@ -16,9 +16,9 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from twinlens.core.errors import DatasetError, InputError, RowError
-from twinlens.core.plugin import Dataset, DatasetOptions
-from twinlens.core.sample import Sample
+from twinlens.contract.errors import DatasetError, InputError, RowError
+from twinlens.contract.plugin import Dataset, DatasetOptions
+from twinlens.contract.sample import Sample
 from twinlens_chest_xray.labels import (FINDINGS, FINDINGS_TASK, NO_FINDING, SUPPORT_DEVICES, URGENCY_LEVELS,
                                         URGENCY_TASK, canonical_finding, label_schema, urgency_from_findings,
                                         with_no_finding)

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from twinlens.core.prediction import Prediction
+from twinlens.contract.prediction import Prediction
 from twinlens_chest_xray.labels import (CRITICAL_FINDINGS, FINDINGS, FINDINGS_TASK, URGENCY_RANK, URGENCY_TASK,
                                         URGENT_FINDINGS)
 

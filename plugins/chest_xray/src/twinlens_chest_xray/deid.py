@@ -27,7 +27,7 @@ from pydicom.dataelem import DataElement
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from twinlens.core.errors import InputError
+from twinlens.contract.errors import InputError
 
 REMOVE, EMPTY, DUMMY, UID, SHIFT, KEEP = "X", "Z", "D", "U", "S", "K"
 

@@ -13,8 +13,8 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_voi, get_decoder
 from pydicom.uid import UID, ImplicitVRLittleEndian
 
-from twinlens.core.errors import InputError
-from twinlens.core.images import DEFAULT_MAX_PIXELS
+from twinlens.contract.errors import InputError
+from twinlens.contract.images import DEFAULT_MAX_PIXELS
 
 GREY_PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from twinlens.core.errors import InputError
+from twinlens.contract.errors import InputError
 from twinlens_chest_xray.dicom_io import GREY_PHOTOMETRICS, DicomInfo
 
 RADIOGRAPH_MODALITIES = {"CR", "DX"}

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageOps
 
-from twinlens.core.errors import InputError
-from twinlens.core.images import DEFAULT_MAX_PIXELS, open_image
+from twinlens.contract.errors import InputError
+from twinlens.contract.images import DEFAULT_MAX_PIXELS, open_image
 from twinlens_chest_xray import gate
 from twinlens_chest_xray.deid import is_dicom, read_dicom
 from twinlens_chest_xray.dicom_io import dicom_info, display_array

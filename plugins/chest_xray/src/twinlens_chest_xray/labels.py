@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from twinlens.core.schema import Label, LabelSchema, Task
+from twinlens.contract.schema import Label, LabelSchema, Task
 
 FINDINGS_TASK = "findings"
 URGENCY_TASK = "urgency"

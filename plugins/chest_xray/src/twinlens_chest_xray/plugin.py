@@ -10,12 +10,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from twinlens.core.errors import InputError
-from twinlens.core.plugin import Dataset, DatasetOptions, Plugin, RawInput
-from twinlens.core.prediction import Prediction
-from twinlens.core.sample import Sample
-from twinlens.core.schema import ImageInput, InputSchema, LabelSchema, TextField
-from twinlens.core.spec import ImageEncoderSpec, ModelSpec, TextEncoderSpec, TrainConfig
+from twinlens.contract.errors import InputError
+from twinlens.contract.plugin import Dataset, DatasetOptions, Plugin, RawInput
+from twinlens.contract.prediction import Prediction
+from twinlens.contract.sample import Sample
+from twinlens.contract.schema import ImageInput, InputSchema, LabelSchema, TextField
+from twinlens.contract.spec import ImageEncoderSpec, ModelSpec, TextEncoderSpec, TrainConfig
 from twinlens_chest_xray import decide as decision
 from twinlens_chest_xray import labels, reports
 from twinlens_chest_xray.datasets import Reader

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from twinlens.core.errors import DatasetError, InputError, RowError
-from twinlens.core.images import decode_image
-from twinlens.core.plugin import Dataset, DatasetOptions
-from twinlens.core.sample import Sample
-from twinlens.generic.table import Row, read_table
+from twinlens.contract.errors import DatasetError, InputError, RowError
+from twinlens.contract.images import decode_image
+from twinlens.contract.plugin import Dataset, DatasetOptions
+from twinlens.contract.sample import Sample
+from twinlens.contract.table import Row, read_table
 
 from twinlens_support_ticket import ocr
 from twinlens_support_ticket.labels import LABEL_SCHEMA

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from twinlens.core.prediction import HeadPrediction, Prediction
+from twinlens.contract.prediction import HeadPrediction, Prediction
 
 from twinlens_support_ticket.product import RETURN_WINDOW_DAYS, ProductInfo, product_from_extras
 from twinlens_support_ticket.safety import hazard_mentions

@@ -28,7 +28,7 @@ KEYS = ("fault_macro_f1", "fault_accuracy", "severity_macro_f1", "n")
 
 
 def _samples(data: Path):
-    from twinlens.core.plugin import DatasetOptions
+    from twinlens.contract.plugin import DatasetOptions
 
     from twinlens_support_ticket.dataset import read_export
 
@@ -59,7 +59,7 @@ def _scores(samples: list, predictions: list) -> dict[str, Any]:
 
 def score_bundle(bundle: Path, data: Path = HUMAN_TICKETS) -> dict[str, Any]:
     """A trained bundle's scores on `data`: fault macro-F1 and accuracy, severity macro-F1, n."""
-    from twinlens.core.predictor import Predictor
+    from twinlens.engine.predictor import Predictor
 
     samples = _samples(data)
     predictions = Predictor.from_bundle(bundle).predict(samples, contributions=False)
@@ -68,7 +68,7 @@ def score_bundle(bundle: Path, data: Path = HUMAN_TICKETS) -> dict[str, Any]:
 
 def score_zero_shot(data: Path = HUMAN_TICKETS, *, clip_model: str | None = None) -> dict[str, Any]:
     """The zero-shot cold start's scores on `data` (similarity to the label descriptions)."""
-    from twinlens.core.zero_shot import ZeroShotClassifier, ZeroShotConfig
+    from twinlens.engine.zero_shot import ZeroShotClassifier, ZeroShotConfig
 
     from twinlens_support_ticket.plugin import SupportTicketPlugin
 

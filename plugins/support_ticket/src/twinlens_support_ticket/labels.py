@@ -7,7 +7,7 @@ words people actually use ("shattered", "dropped in water", "puffy") rather than
 
 from __future__ import annotations
 
-from twinlens.core.schema import Label, LabelSchema, Task
+from twinlens.contract.schema import Label, LabelSchema, Task
 
 FAULT_LABELS: tuple[Label, ...] = (
     Label(

@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from twinlens.core.errors import InputError
-from twinlens.core.plugin import Dataset, DatasetOptions, Plugin, RawInput
-from twinlens.core.prediction import Prediction
-from twinlens.core.sample import Sample
-from twinlens.core.schema import ImageInput, InputSchema, LabelSchema, MetadataField, TextField
-from twinlens.core.spec import AugmentSpec, ImageEncoderSpec, ModelSpec, TextEncoderSpec, TrainConfig
+from twinlens.contract.errors import InputError
+from twinlens.contract.plugin import Dataset, DatasetOptions, Plugin, RawInput
+from twinlens.contract.prediction import Prediction
+from twinlens.contract.sample import Sample
+from twinlens.contract.schema import ImageInput, InputSchema, LabelSchema, MetadataField, TextField
+from twinlens.contract.spec import AugmentSpec, ImageEncoderSpec, ModelSpec, TextEncoderSpec, TrainConfig
 
 from twinlens_support_ticket.decision import DecisionPolicy, decide
 from twinlens_support_ticket.labels import LABEL_SCHEMA
@@ -95,7 +95,7 @@ class SupportTicketPlugin(Plugin):
 
     # -- preprocessing ------------------------------------------------------------------
     def load_image(self, data: bytes, media_type: str | None = None) -> "Image.Image":
-        from twinlens.core.images import decode_image, open_image
+        from twinlens.contract.images import decode_image, open_image
 
         detected = open_image(data).format
         if detected not in PIL_FORMATS:

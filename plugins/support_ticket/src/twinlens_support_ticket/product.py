@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from twinlens.core.errors import InputError
+from twinlens.contract.errors import InputError
 
 WARRANTY_STATUSES = ("in_warranty", "extended", "expired", "unknown")
 # Within this many days of purchase a faulty or incomplete unit is swapped, not repaired.

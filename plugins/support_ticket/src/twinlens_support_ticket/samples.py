@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from twinlens.core.sample import Sample
+from twinlens.contract.sample import Sample
 
 from twinlens_support_ticket.product import ProductInfo
 from twinlens_support_ticket.safety import hazard_mentions

@@ -16,7 +16,7 @@ from twinlens_support_ticket.plugin import SupportTicketPlugin
 
 
 def zero_shot_report(data: Path, *, clip_model: str | None = None) -> dict[str, Any]:
-    from twinlens.core.zero_shot import ZeroShotClassifier, ZeroShotConfig, evaluate_zero_shot
+    from twinlens.engine.zero_shot import ZeroShotClassifier, ZeroShotConfig, evaluate_zero_shot
 
     plugin = SupportTicketPlugin()
     dataset = plugin.read_dataset(data)

@@ -18,7 +18,7 @@ from twinlens.api.openapi_docs import JOB_REQUEST_BODY
 from twinlens.api.problems import problem_responses
 from twinlens.api.schemas import DeliveryList, FeedbackCreate, FeedbackList
 from twinlens.blobs import LocalBlobStore
-from twinlens.core.plugin import Plugin
+from twinlens.contract.plugin import Plugin
 from twinlens.db.models import FINISHED_STATUSES
 from twinlens.db.session import Database
 from twinlens.services import jobs, webhooks

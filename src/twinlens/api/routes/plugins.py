@@ -9,8 +9,8 @@ from fastapi import APIRouter
 from twinlens.api.deps import PluginDep
 from twinlens.api.problems import problem_responses
 from twinlens.api.schemas import PluginList, PluginView
-from twinlens.core.errors import PluginError
-from twinlens.core.registry import default_registry
+from twinlens.contract.errors import PluginError
+from twinlens.contract.registry import default_registry
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/plugins", tags=["plugins"])

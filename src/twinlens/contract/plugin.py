@@ -1,0 +1,154 @@
+"""The plugin contract: what a domain plugin declares and implements.
+
+A plugin is a class registered under the entry-point group ``twinlens.plugins``. Importing
+a plugin module must not import torch (the API reads schemas and calls `prepare` and
+`decide` without the engine); load heavy things inside the methods that need them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from twinlens.contract.errors import RowError
+from twinlens.contract.prediction import Prediction
+from twinlens.contract.sample import Sample
+from twinlens.contract.schema import InputSchema, LabelSchema, TaskKind
+from twinlens.contract.spec import ModelSpec, TrainConfig
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+API_VERSION = 1
+
+
+@dataclass
+class RawInput:
+    """A job's inputs as received, before the plugin's preprocessing."""
+
+    image_bytes: bytes | None = None
+    media_type: str | None = None  # as declared by the caller; plugins sniff the bytes too
+    texts: dict[str, str | None] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Dataset:
+    samples: list[Sample]
+    label_schema: LabelSchema
+    # Rows left out under --skip-bad-rows, each with its line number.
+    skipped: list[RowError] = field(default_factory=list)
+
+
+class DatasetOptions(BaseModel):
+    """How to read a table; plugins with a fixed layout may ignore the column names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_col: str = "image"
+    text_col: str = "text"
+    label_cols: list[str] = Field(default_factory=lambda: ["label"])
+    # Force a task kind per label column instead of inferring it from the values.
+    task_kinds: dict[str, TaskKind] = Field(default_factory=dict)
+    text_required: bool = False
+    skip_bad_rows: bool = False
+    # Column whose value groups rows that must stay on one side of a validation split
+    # (a patient, an event, a customer); readers put it in `Sample.meta["group"]`.
+    group_col: str | None = None
+
+
+class Plugin(ABC):
+    """Base class of every domain plugin."""
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "0.1.0"
+    api_version: ClassVar[int] = API_VERSION
+    description: ClassVar[str] = ""
+    intended_use: ClassVar[str] = ""
+    # Photos are decoded at reduced size when the format allows (JPEG): the short side is
+    # kept >= this many pixels. Plugins that read small print (OCR) may raise it.
+    decode_side: ClassVar[int | None] = 512
+
+    # -- declarations -------------------------------------------------------------------
+    @abstractmethod
+    def label_schema(self) -> LabelSchema | None:
+        """The tasks and labels; None when they come from the data (the generic plugin)."""
+
+    @abstractmethod
+    def input_schema(self) -> InputSchema:
+        """Which modalities, image formats and text fields a job may carry."""
+
+    def default_model_spec(self) -> ModelSpec:
+        return ModelSpec(text_inputs=self.input_schema().text_names)
+
+    def training_defaults(self) -> TrainConfig:
+        return TrainConfig()
+
+    # -- preprocessing ------------------------------------------------------------------
+    def load_image(self, data: bytes, media_type: str | None = None) -> "Image.Image":
+        """Decode image bytes (EXIF orientation honoured, pixel limit enforced)."""
+        from twinlens.contract.images import decode_image
+
+        return decode_image(data, target_size=self.decode_side)
+
+    def clean_text(self, name: str, text: str | None) -> str | None:
+        """Normalise one text input (plugins scrub PHI, strip signatures...)."""
+        if text is None:
+            return None
+        text = " ".join(text.split())
+        return text or None
+
+    def sanitize(self, raw: RawInput) -> RawInput:
+        """Remove what must never be stored (e.g. PHI in DICOM headers) from a job's inputs.
+
+        Called by the API after validation and before anything is written; only what it
+        returns is stored. Torch-free, runs in the API process. Default: unchanged.
+        """
+        return raw
+
+    def prepare(self, raw: RawInput) -> Sample:
+        """Turn a job's raw inputs into a Sample; raises InputError naming the bad field."""
+        from twinlens.contract.errors import InputError
+
+        image = self.load_image(raw.image_bytes, raw.media_type) if raw.image_bytes else None
+        texts = {name: self.clean_text(name, raw.texts.get(name)) for name in self.input_schema().text_names}
+        sample = Sample(image=image, texts=texts, meta=dict(raw.metadata))
+        if image is None and not any(sample.has(name) for name in texts):
+            raise InputError("inputs", "neither an image nor any text was given")
+        return sample
+
+    # -- data ---------------------------------------------------------------------------
+    @abstractmethod
+    def read_dataset(self, path: Path, options: DatasetOptions | None = None) -> Dataset:
+        """Read a data set in one of the plugin's documented formats.
+
+        Bad rows are collected and raised together as DatasetError unless
+        `options.skip_bad_rows`, in which case they are returned in `Dataset.skipped`.
+        """
+
+    @abstractmethod
+    def make_sample_dataset(self, out_dir: Path, n: int = 200, seed: int = 0) -> Path:
+        """Write a small generated data set; return the path `read_dataset` takes."""
+
+    # -- decision -----------------------------------------------------------------------
+    @abstractmethod
+    def decide(self, prediction: Prediction) -> dict[str, Any]:
+        """Model outputs -> the domain decision. Must include `needs_review` (bool) and,
+        when it is true, `review_reason` (str). JSON-serialisable."""
+
+    def describe(self) -> dict[str, Any]:
+        """The plugin as JSON: what `GET /v1/plugins/{name}` and `twinlens plugins` show."""
+        schema = self.label_schema()
+        return {
+            "name": self.name,
+            "version": self.version,
+            "api_version": self.api_version,
+            "description": self.description,
+            "intended_use": self.intended_use,
+            "label_schema": schema.model_dump() if schema else None,
+            "input_schema": self.input_schema().model_dump(),
+        }

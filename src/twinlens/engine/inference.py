@@ -1,0 +1,83 @@
+"""Forward passes over encoded samples, shared by training, evaluation and the predictor."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+
+from twinlens.engine.data import EncodedSample, Preprocessor, batches, collate
+from twinlens.engine.model import FusionModel
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_for(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA; plain fp32 on CPU where autocast gains nothing here."""
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def keep_only(present: dict[str, torch.Tensor], modalities: list[str] | None) -> dict[str, torch.Tensor]:
+    if modalities is None:
+        return present
+    return {m: p if m in modalities else torch.zeros_like(p) for m, p in present.items()}
+
+
+def attach_cache(batch: dict[str, Any], cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None, rows: torch.Tensor, device) -> None:
+    if cache:
+        batch["cached"] = {m: (tokens[rows].to(device).float(), mask[rows].to(device)) for m, (tokens, mask) in cache.items()}
+
+
+@torch.inference_mode()
+def infer_logits(
+    model: FusionModel,
+    pre: Preprocessor,
+    encoded: list[EncodedSample],
+    *,
+    device: torch.device,
+    batch_size: int = 64,
+    modalities: list[str] | None = None,
+    cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    amp: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Logits per head for every sample, in order; `modalities` masks out the others."""
+    model.eval()
+    collected: dict[str, list[torch.Tensor]] = {name: [] for name in model.heads}
+    for rows in batches(len(encoded), batch_size):
+        batch = collate([encoded[i] for i in rows], pre, device)
+        attach_cache(batch, cache, rows, device)
+        with autocast_for(device, amp):
+            outputs = model(batch, keep_only(batch["present"], modalities))
+        for name, logits in outputs.items():
+            collected[name].append(logits.float().cpu())
+    return {name: torch.cat(parts) if parts else torch.empty(0) for name, parts in collected.items()}
+
+
+@torch.inference_mode()
+def frozen_encoder_cache(model: FusionModel, pre: Preprocessor, encoded: list[EncodedSample], device, batch_size: int = 64):
+    """Encoder outputs for frozen encoders, computed once (fp16 on CPU) for all epochs."""
+    frozen = [m for m in model.spec.modalities if model._is_frozen(m)]
+    if not frozen:
+        return None
+    model.eval()
+    parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {m: [] for m in frozen}
+    for rows in batches(len(encoded), batch_size):
+        batch = collate([encoded[i] for i in rows], pre, device)
+        for m in frozen:
+            tokens, mask = model.encode_raw(m, batch["inputs"][m])
+            parts[m].append((tokens.half().cpu(), mask.cpu()))
+    return {m: _concat_padded(chunks) for m, chunks in parts.items()}
+
+
+def _concat_padded(chunks: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    length = max(tokens.shape[1] for tokens, _ in chunks)
+    tokens = torch.cat([torch.nn.functional.pad(t, (0, 0, 0, length - t.shape[1])) for t, _ in chunks])
+    mask = torch.cat([torch.nn.functional.pad(m, (0, length - m.shape[1])) for _, m in chunks])
+    return tokens, mask.bool()

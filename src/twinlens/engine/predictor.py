@@ -1,0 +1,153 @@
+"""Load a bundle once; predict batches with calibrated probabilities and each modality's
+contribution (how much the decision moves when that modality is masked out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from twinlens.engine.bundle import load_bundle
+from twinlens.engine.data import EncodedSample, Preprocessor
+from twinlens.engine.inference import infer_logits, pick_device
+from twinlens.contract.prediction import HeadPrediction, Prediction
+from twinlens.engine.reporting import calibrated_outputs
+from twinlens.contract.sample import Sample
+from twinlens.contract.schema import Task
+
+MULTILABEL_THRESHOLD = 0.5
+
+
+class Predictor:
+    def __init__(self, model, tokenizer, config: dict[str, Any], device: torch.device):
+        self.model = model.to(device)
+        if device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.config = config
+        self.device = device
+        self.pre = Preprocessor(model.spec, tokenizer)
+        self.temperatures = config.get("temperatures", {})
+        self.stats = {k: tuple(v) for k, v in config.get("regression_stats", {}).items()}
+
+    @classmethod
+    def from_bundle(cls, path: str | Path, device: str | None = None) -> "Predictor":
+        """A network bundle's Predictor, or the EnsemblePredictor of an ensemble bundle: both
+        answer preprocess / predict / predict_encoded alike."""
+        from twinlens.contract.bundle_files import read_bundle_config
+
+        if read_bundle_config(path).get("kind") == "ensemble":
+            from twinlens.engine.ensemble import EnsemblePredictor
+
+            return EnsemblePredictor.from_bundle(path, device=device)  # type: ignore[return-value]
+        model, tokenizer, config = load_bundle(path)
+        return cls(model, tokenizer, config, pick_device(device))
+
+    @property
+    def plugin_name(self) -> str:
+        return self.config["plugin"]
+
+    @property
+    def version(self) -> str:
+        return self.config["version"]
+
+    @property
+    def label_schema(self):
+        return self.model.label_schema
+
+    @property
+    def spec(self):
+        return self.model.spec
+
+    def preprocess(self, sample: Sample) -> EncodedSample:
+        """CPU work (resize, tokenise); safe to run on worker threads."""
+        return self.pre.encode(sample)
+
+    def predict(self, samples: list[Sample], *, contributions: bool = True, batch_size: int = 32) -> list[Prediction]:
+        predictions = self.predict_encoded(self.pre.encode_many(samples), contributions=contributions, batch_size=batch_size)
+        for prediction, sample in zip(predictions, samples):
+            prediction.extras.update(sample_extras(sample))
+        return predictions
+
+    def predict_encoded(self, encoded: list[EncodedSample], *, contributions: bool = True, batch_size: int = 32) -> list[Prediction]:
+        if not encoded:
+            return []
+        outputs = self._outputs(encoded, None, batch_size)
+        present = self._present(encoded)
+        shares = self._contributions(encoded, outputs, present, batch_size) if contributions else [{} for _ in encoded]
+        return [self._prediction(outputs, row, present[row], shares[row]) for row in range(len(encoded))]
+
+    def outputs(self, encoded: list[EncodedSample], modalities: list[str] | None = None, batch_size: int = 32) -> dict[str, torch.Tensor]:
+        """Calibrated outputs per head (probabilities; regression values), rows in order."""
+        return self._outputs(encoded, modalities, batch_size)
+
+    def _outputs(self, encoded, modalities, batch_size) -> dict[str, torch.Tensor]:
+        logits = infer_logits(self.model, self.pre, encoded, device=self.device, batch_size=batch_size, modalities=modalities)
+        return calibrated_outputs(self.label_schema, logits, self.temperatures, self.stats)
+
+    def _present(self, encoded: list[EncodedSample]) -> list[list[str]]:
+        used = self.spec.modalities
+        return [[m for m in used if (e.pixels is not None if m == "image" else e.tokens.get(m) is not None)] for e in encoded]
+
+    def _contributions(self, encoded, full, present, batch_size) -> list[dict[str, float]]:
+        return modality_contributions(lambda keep: self._outputs(encoded, keep, batch_size), full, present,
+                                      self.spec.modalities, self.label_schema, self.stats)
+
+    def _prediction(self, outputs, row: int, present: list[str], shares: dict[str, float]) -> Prediction:
+        heads = {task.name: _head(task, outputs[task.name][row]) for task in self.label_schema.tasks}
+        return Prediction(heads=heads, contributions=shares, inputs_present=present, model_version=self.version)
+
+
+def modality_contributions(outputs_without, full, present: list[list[str]], modalities: list[str], schema, stats) -> list[dict[str, float]]:
+    """Each present modality's share of the decision: how far the top answers move when
+    that modality is masked out (`outputs_without(kept_modalities)` recomputes them)."""
+    used = [m for m in modalities if any(m in p for p in present)]
+    drops = {m: decision_shift(full, outputs_without([o for o in modalities if o != m]), schema, stats)
+             for m in used if any(len(p) > 1 for p in present)}
+    return [_shares(row_present, {m: float(drops[m][row]) for m in drops}) for row, row_present in enumerate(present)]
+
+
+def decision_shift(full: dict[str, torch.Tensor], masked: dict[str, torch.Tensor], schema, stats) -> torch.Tensor:
+    shift = 0.0
+    for task in schema.tasks:
+        a, b = torch.as_tensor(full[task.name]), torch.as_tensor(masked[task.name])
+        if task.kind == "multiclass":
+            top = a.argmax(1, keepdim=True)
+            shift = shift + (a.gather(1, top) - b.gather(1, top)).clamp_min(0).squeeze(1)
+        elif task.kind == "multilabel":
+            shift = shift + (a - b).abs().mean(1)
+        else:
+            std = stats.get(task.name, (0.0, 1.0))[1] or 1.0
+            shift = shift + ((a - b).abs() / std).clamp(max=1.0).reshape(-1)
+    return shift
+
+
+def sample_extras(sample: Sample) -> dict[str, Any]:
+    """What a plugin's preprocessing left for decide() and the explanation."""
+    return dict(sample.meta.get("extras", {}))
+
+
+def _shares(present: list[str], shifts: dict[str, float]) -> dict[str, float]:
+    if len(present) == 1:
+        return {present[0]: 1.0}
+    raw = {m: max(shifts.get(m, 0.0), 0.0) for m in present}
+    total = sum(raw.values())
+    if total <= 1e-9:
+        return {m: round(1.0 / len(present), 4) for m in present}
+    return {m: round(v / total, 4) for m, v in raw.items()}
+
+
+def head_prediction(task: Task, values) -> HeadPrediction:
+    """One row of calibrated outputs (probabilities, or a regression value) as a HeadPrediction."""
+    return _head(task, torch.as_tensor(values))
+
+
+def _head(task: Task, values: torch.Tensor) -> HeadPrediction:
+    if task.kind == "regression":
+        return HeadPrediction(task=task.name, kind=task.kind, value=float(values))
+    probs = {name: round(float(p), 6) for name, p in zip(task.label_names, values.tolist())}
+    if task.kind == "multiclass":
+        label = max(probs, key=probs.get)
+        return HeadPrediction(task=task.name, kind=task.kind, probabilities=probs, label=label, confidence=probs[label])
+    positives = [name for name, p in probs.items() if p >= MULTILABEL_THRESHOLD]
+    return HeadPrediction(task=task.name, kind=task.kind, probabilities=probs, labels=positives)

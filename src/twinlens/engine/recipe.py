@@ -1,0 +1,609 @@
+"""The automatic training recipe (`twinlens train --preset auto`, the default).
+
+On a few hundred real cases a network learning from scratch, or a frozen sentence encoder
+that blurs away exact words and codes, often loses to a linear model on simple features.
+So a training run here is a small model search within a time budget:
+
+1. a validation split, grouped when the data names groups (a patient, an event) so no
+   group lands on both sides, stratified on the first label task otherwise;
+2. baselines: TF-IDF word + char n-grams with a linear model per text field, classical
+   image features with a linear model, and one linear model on all of them;
+3. the zero-shot classifier when the plugin's labels have descriptions;
+4. a fused network whose settings follow the data (image size and epochs from the time
+   left, class weights when classes are imbalanced, augmentation and the image-alone loss
+   for images learned from scratch; images that repeat across many rows are left to the
+   classical features instead of being re-encoded every epoch);
+5. greedy ensemble selection on the validation split (members added, with repetition,
+   while the validation loss falls), a temperature per head on the mixture, and the rule
+   that what ships is never worse on validation than the best single candidate: when the
+   ensemble does not beat it, that candidate alone ships and the report says so.
+
+Every candidate's validation report is kept in the bundle and printed side by side.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from twinlens.engine.calibration import fit_temperature
+from twinlens.engine.classical import image_features
+from twinlens.engine.data import encode_targets
+from twinlens.engine.ensemble import CaseInputs, LinearMember, Member, NetworkMember, ZeroShotMember, logits_of, mix, present_matrix, save_ensemble, temper_mixture
+from twinlens.engine.linear import C_GRID, LinearHeads, Standardiser, TfidfText, fit_head, is_imbalanced
+from twinlens.engine.metrics import full_report, monitored_value
+from twinlens.contract.plugin import Dataset, Plugin
+from twinlens.contract.schema import LabelSchema
+from twinlens.contract.spec import ModelSpec, TrainConfig
+
+if TYPE_CHECKING:  # the training module pulls in the network; imported where a run needs it
+    from twinlens.engine.training import TrainResult
+
+DEFAULT_TIME_LIMIT = 300.0  # seconds: a few minutes on a laptop CPU
+SELECT_METRIC = "mean.score"  # mean of macro-F1 and AUROC per head (R² for regression)
+MIN_NETWORK_SECONDS = 20.0
+ENSEMBLE_ROUNDS = 25
+BAGS = 20  # bootstrap resamples of the validation split for ensemble selection
+LEXICAL_BUCKETS = 1 << 16
+_DEEP_RESNETS = ("resnet18", "resnet26", "resnet34", "resnet50")
+SHALLOW_RESNET = "resnet10t"
+SHALLOW_BELOW_IMAGES = 5000
+# Fine-tune the text encoder's top layers only with this many texts (fewer: it memorises)
+# and when this many epochs fit the time left at the rough rate below.
+FINE_TUNE_MIN_TEXTS = 1000
+FINE_TUNE_TOP_LAYERS = 2
+FINE_TUNE_MIN_EPOCHS = 4
+FINE_TUNE_TEXTS_PER_SECOND = 25.0  # 2 CPU cores, all-MiniLM-L6-v2 at 128 tokens
+
+
+@dataclass
+class RecipeOptions:
+    time_limit: float = DEFAULT_TIME_LIMIT
+    seed: int = 0
+    progress: bool = True
+    device: str | None = None
+    val_fraction: float | None = None  # None: 0.2, or 0.25 under 1,000 cases
+    network: bool = True
+    zero_shot: bool = True
+
+
+@dataclass
+class Candidate:
+    name: str
+    member: Member
+    val_outputs: dict[str, np.ndarray]
+    report: dict[str, Any]
+    seconds: float
+    refit: Callable[["CaseView"], Member] | None = None  # refits on all the data (linear)
+    notes: dict[str, Any] = field(default_factory=dict)
+    fitted: Any = None  # the network candidate's FittedNetwork (saved into the bundle)
+
+    @property
+    def score(self) -> float:
+        return monitored_value(self.report, SELECT_METRIC)
+
+
+class Clock:
+    def __init__(self, limit: float):
+        self.limit, self.started = limit, time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def remaining(self) -> float:
+        return self.limit - self.elapsed
+
+
+# -- the data as the baselines see it -------------------------------------------------------------
+
+
+class CaseView:
+    """Raw texts, classical image features (computed once per distinct image) and targets."""
+
+    def __init__(self, dataset: Dataset, schema: LabelSchema, text_fields: list[str], use_image: bool, feature_cache: dict):
+        samples = dataset.samples
+        self.samples = samples
+        self.cases = [CaseInputs(None, {f: s.texts.get(f) for f in text_fields},
+                                 _cached_features(s, feature_cache) if use_image else None) for s in samples]
+        no_scaling = {t.name: (0.0, 1.0) for t in schema.tasks if t.kind == "regression"}
+        targets = encode_targets(samples, schema, no_scaling, "ignore")
+        self.targets = {k: v.numpy() for k, v in targets.values.items()}
+        self.masks = {k: v.numpy() for k, v in targets.masks.items()}
+        self.unique_images = len({_image_key(s) for s in samples if s.image is not None})
+        self.images = sum(s.image is not None for s in samples)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def texts(self, name: str) -> list[str]:
+        return [c.texts.get(name) or "" for c in self.cases]
+
+    def subset(self, rows: np.ndarray) -> "CaseView":
+        part = object.__new__(CaseView)
+        part.samples, part.cases = [self.samples[i] for i in rows], [self.cases[i] for i in rows]
+        part.targets = {k: v[rows] for k, v in self.targets.items()}
+        part.masks = {k: v[rows] for k, v in self.masks.items()}
+        part.unique_images, part.images = self.unique_images, self.images
+        return part
+
+    def join(self, other: "CaseView") -> "CaseView":
+        joined = object.__new__(CaseView)
+        joined.samples, joined.cases = self.samples + other.samples, self.cases + other.cases
+        joined.targets = {k: np.concatenate([v, other.targets[k]]) for k, v in self.targets.items()}
+        joined.masks = {k: np.concatenate([v, other.masks[k]]) for k, v in self.masks.items()}
+        joined.unique_images, joined.images = self.unique_images, self.images + other.images
+        return joined
+
+
+def _image_key(sample) -> Any:
+    ref = sample.meta.get("image_ref")
+    return (sample.meta.get("source"), ref) if ref else id(sample.image)
+
+
+def _cached_features(sample, cache: dict) -> np.ndarray | None:
+    if sample.image is None:
+        return None
+    key = _image_key(sample)
+    if key not in cache:
+        cache[key] = image_features(sample.image)
+    return cache[key]
+
+
+# -- splitting -----------------------------------------------------------------------------------
+
+
+def validation_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """Grouped (Sample.meta["group"]) when groups are given, else stratified on the first
+    multiclass task, else random."""
+    from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
+
+    samples = dataset.samples
+    rows = np.arange(len(samples))
+    strata = _strata(dataset)
+    groups = [s.meta.get("group") for s in samples]
+    if any(g is not None for g in groups):
+        groups = [g if g is not None else f"row-{i}" for i, g in enumerate(groups)]
+        val_rows = grouped_validation_rows(groups, strata, fraction, seed)
+        fit_rows = np.setdiff1d(rows, val_rows)
+    elif strata is not None and min(np.bincount(np.unique(strata, return_inverse=True)[1])) >= 2:
+        fit_rows, val_rows = next(StratifiedShuffleSplit(1, test_size=fraction, random_state=seed).split(rows, strata))
+    else:
+        fit_rows, val_rows = next(ShuffleSplit(1, test_size=fraction, random_state=seed).split(rows))
+    pick = lambda chosen: Dataset([samples[i] for i in sorted(chosen)], dataset.label_schema)  # noqa: E731
+    return pick(fit_rows), pick(val_rows)
+
+
+def grouped_validation_rows(groups: list[str], strata: list[str] | None, fraction: float, seed: int, tries: int = 50) -> np.ndarray:
+    """Rows of whole groups making up about `fraction` of the data, label mix close to the
+    whole. A group larger than the validation share stays in training: one event with
+    three quarters of the posts must not become the whole validation set while training
+    keeps the scraps."""
+    names, index = np.unique(np.array(groups, dtype=object), return_inverse=True)
+    sizes = np.bincount(index)
+    target = fraction * len(groups)
+    overall = _label_mix(strata, np.arange(len(groups)))
+    rng = np.random.default_rng(seed)
+    best, best_cost = None, float("inf")
+    for _ in range(tries):
+        chosen, total = [], 0
+        for g in rng.permutation(len(names)):
+            if total + sizes[g] <= target * 1.1:
+                chosen.append(g)
+                total += sizes[g]
+            if total >= target * 0.9:
+                break
+        if not chosen or len(chosen) == len(names):
+            continue
+        rows = np.flatnonzero(np.isin(index, chosen))
+        cost = abs(total - target) / target + _mix_distance(overall, _label_mix(strata, rows))
+        if cost < best_cost:
+            best, best_cost = rows, cost
+    if best is None:  # a single group, or groups too large to split off: no grouping possible
+        best = np.sort(rng.permutation(len(groups))[: max(1, int(round(target)))])
+    return best
+
+
+def _label_mix(strata: list[str] | None, rows: np.ndarray) -> dict[str, float]:
+    if strata is None or len(rows) == 0:
+        return {}
+    values, counts = np.unique(np.array(strata, dtype=object)[rows], return_counts=True)
+    return dict(zip(values, counts / counts.sum()))
+
+
+def _mix_distance(a: dict[str, float], b: dict[str, float]) -> float:
+    return sum(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in set(a) | set(b))
+
+
+def _strata(dataset: Dataset) -> list[str] | None:
+    for task in dataset.label_schema.tasks:
+        if task.kind == "multiclass":
+            return [str(s.labels.get(task.name)) for s in dataset.samples]
+    return None
+
+
+# -- candidates ------------------------------------------------------------------------------------
+
+
+def _report(schema: LabelSchema, outputs: dict[str, np.ndarray], view: CaseView) -> dict[str, Any]:
+    return full_report(schema, outputs, view.targets, view.masks)
+
+
+def _temperatures(schema: LabelSchema, logits: dict[str, np.ndarray], view: CaseView) -> dict[str, float]:
+    return {t.name: fit_temperature(t, torch.from_numpy(np.asarray(logits[t.name], dtype=np.float32)),
+                                    torch.from_numpy(view.targets[t.name]), torch.from_numpy(view.masks[t.name]))
+            for t in schema.tasks}
+
+
+def fit_linear(name: str, schema: LabelSchema, fields: list[str], use_image: bool, fit: CaseView, val: CaseView,
+               analysers: tuple[str, ...] = ("words", "chars")) -> Candidate:
+    """A linear model per head; the regularisation strength is chosen on validation."""
+    started = time.monotonic()
+    balanced = {t.name: is_imbalanced(t, fit.targets[t.name], fit.masks[t.name]) for t in schema.tasks}
+
+    def build(view: CaseView, C: float) -> tuple[LinearMember, Any]:
+        texts = {f: TfidfText(analysers=analysers).fit([t for t in view.texts(f) if t]) for f in fields}
+        image = None
+        if use_image:
+            present = np.array([c.image_features is not None for c in view.cases])
+            raw = np.stack([c.image_features if c.image_features is not None else np.zeros(_feature_width(view)) for c in view.cases])
+            image = Standardiser.fit(raw, present)
+        member = LinearMember(name, schema, texts, image, LinearHeads())
+        features = member.features(view.cases)
+        member.heads = LinearHeads({t.name: fit_head(t, features, view.targets[t.name], view.masks[t.name], C=C, balanced=balanced[t.name])
+                                    for t in schema.tasks})
+        return member, features
+
+    best: Candidate | None = None
+    for C in C_GRID:
+        member, _ = build(fit, C)
+        scores = member.raw_scores(val.cases)
+        member.temperatures = _temperatures(schema, scores, val)
+        outputs = member.outputs(val.cases)
+        candidate = Candidate(name, member, outputs, _report(schema, outputs, val), 0.0, notes={"C": C})
+        if best is None or candidate.score > best.score:
+            best = candidate
+    assert best is not None
+    chosen_C, temperatures = best.notes["C"], best.member.temperatures
+
+    def refit(everything: CaseView) -> Member:
+        member, _ = build(everything, chosen_C)
+        member.temperatures = temperatures
+        return member
+
+    best.refit, best.seconds = refit, time.monotonic() - started
+    return best
+
+
+def _feature_width(view: CaseView) -> int:
+    return next(c.image_features.shape[0] for c in view.cases if c.image_features is not None)
+
+
+def linear_plan(text_fields: list[str], has_image: bool) -> list[tuple[str, list[str], bool, tuple[str, ...]]]:
+    """(name, text fields, image?, TF-IDF analysers) of each linear baseline. Words and
+    chars are separate members too: which one carries a domain's signal varies (names
+    and phrases vs. spellings and codes), and the ensemble can weigh them."""
+    both = ("words", "chars")
+    plan = []
+    for f in text_fields:
+        plan += [(f"tfidf-{f}", [f], False, both), (f"tfidf-words-{f}", [f], False, ("words",)),
+                 (f"tfidf-chars-{f}", [f], False, ("chars",))]
+    if has_image:
+        plan.append(("image-features", [], True, both))
+    if len(text_fields) + int(has_image) > 1:
+        plan.append(("linear-all", list(text_fields), has_image, both))
+    return plan
+
+
+def zero_shot_candidate(schema: LabelSchema, text_fields: list[str], val: CaseView, device: str | None) -> Candidate | None:
+    """The cold start as a candidate, where every label has a description to compare with."""
+    if not text_fields or any(t.kind == "regression" for t in schema.tasks):
+        return None
+    if any(not label.description.strip() for t in schema.tasks for label in t.labels):
+        return None
+    started = time.monotonic()
+    member = ZeroShotMember("zero-shot", schema, text_fields, device=device)
+    outputs = member.outputs(val.cases)
+    return Candidate("zero-shot", member, outputs, _report(schema, outputs, val), time.monotonic() - started)
+
+
+# -- the network -------------------------------------------------------------------------------------
+
+
+def network_plan(spec: ModelSpec, config: TrainConfig, fit: CaseView, modalities: list[str], budget: float,
+                 schema: LabelSchema, seed: int, progress: bool) -> tuple[ModelSpec, TrainConfig, dict[str, Any]]:
+    """The plugin's network, adjusted to this data and the time left. Returns the reasons."""
+    why: dict[str, Any] = {}
+    used = list(modalities)
+    image = spec.image_encoder
+    updates: dict[str, Any] = {}
+    if "image" in used and not image.pretrained:
+        if fit.images and fit.unique_images < 0.5 * fit.images:
+            used.remove("image")
+            why["image"] = f"{fit.unique_images} distinct images in {fit.images} rows: left to the classical features"
+        else:
+            size = _native_side(fit)
+            updates["image_size"] = min(image.image_size, size)
+            why["image"] = f"from scratch at {updates['image_size']} px (images are about {size} px)"
+            if image.name in _DEEP_RESNETS and fit.unique_images < SHALLOW_BELOW_IMAGES:
+                # A few thousand photos cannot fill a deep network learning from scratch;
+                # a shallow one learns as much and runs more epochs in the same time.
+                updates["name"] = SHALLOW_RESNET
+                why["image"] += f", {SHALLOW_RESNET} instead of {image.name} ({fit.unique_images} distinct images)"
+    if "image" in used:
+        spec = spec.model_copy(update={"image_encoder": image.model_copy(update=updates)})
+    text = spec.text_encoder
+    if any(m != "image" for m in used) and not text.freeze:
+        texts = sum(1 for c in fit.cases for m in used if m != "image" and c.has(m))
+        if text.pretrained and texts >= FINE_TUNE_MIN_TEXTS and _fine_tune_fits(texts, budget):
+            spec = spec.model_copy(update={"text_encoder": text.model_copy(update={"train_top_layers": FINE_TUNE_TOP_LAYERS})})
+            why["text"] = f"top {FINE_TUNE_TOP_LAYERS} layers of the pretrained encoder fine-tuned ({texts} texts, time allows)"
+        else:
+            # Too little data to move a pretrained encoder, or too little time on this
+            # machine: frozen features are encoded once and cached instead.
+            spec = spec.model_copy(update={"text_encoder": text.model_copy(update={"freeze": True})})
+            why["text"] = "pretrained encoder frozen (features cached once)"
+    if not used:
+        return spec, config, {"skipped": "no modality left for a network"}
+    spec = spec.model_copy(update={"modalities": used})
+    if any(m != "image" for m in used) and not spec.lexical_buckets:
+        spec = spec.model_copy(update={"lexical_buckets": LEXICAL_BUCKETS})
+        why["lexical"] = f"hashed n-grams ({LEXICAL_BUCKETS} buckets) next to the sentence encoder"
+    imbalanced = any(is_imbalanced(t, fit.targets[t.name], fit.masks[t.name]) for t in schema.tasks if t.kind == "multiclass")
+    train_updates: dict[str, Any] = {
+        # config.epochs stays the most the network may run; the time left usually decides.
+        "time_limit_seconds": budget, "seed": seed, "progress": progress, "progress_label": "network",
+        "class_weights": config.class_weights or imbalanced,
+        "monitor": SELECT_METRIC,
+    }
+    if len(used) > 1:  # cases arrive with an input missing: train for it
+        train_updates["modality_dropout"] = max(config.modality_dropout, 0.2)
+    if "image" in used and not spec.image_encoder.pretrained:
+        train_updates["augment"] = config.augment.model_copy(update={"enabled": True})
+        if len(used) > 1:
+            train_updates["unimodal_loss_weight"] = max(config.unimodal_loss_weight, 1.0)
+    why["class_weights"] = train_updates["class_weights"]
+    return spec, config.model_copy(update=train_updates), why
+
+
+def _fine_tune_fits(texts: int, budget: float) -> bool:
+    """Can a few epochs of fine-tuning run in the budget on this machine? (A rough rate:
+    forward + backward of a small sentence encoder per text, CPU or GPU.)"""
+    rate = FINE_TUNE_TEXTS_PER_SECOND * (20 if torch.cuda.is_available() else 1)
+    return FINE_TUNE_MIN_EPOCHS * texts / rate <= 0.8 * budget
+
+
+def _native_side(view: CaseView) -> int:
+    """Median short side of the images, rounded to a multiple of 32, within 64..224."""
+    sides = [min(s.image.size) for s in view.samples[:500] if s.image is not None]
+    side = int(np.median(sides)) if sides else 224
+    return int(min(224, max(64, round(side / 32) * 32)))
+
+
+def network_candidate(plugin: Plugin, fit: Dataset, val: Dataset, val_view: CaseView, spec: ModelSpec, config: TrainConfig,
+                      device: str | None) -> Candidate:
+    from twinlens.engine.training import fit_network
+
+    started = time.monotonic()
+    fitted = fit_network(fit, val, spec, config, device)
+    member = NetworkMember("network", fitted.predictor(plugin))
+    outputs = fitted.val_outputs()
+    views = {}
+    if len(spec.modalities) > 1:
+        for modality in spec.modalities:
+            views[modality] = _report(fit.label_schema, fitted.val_outputs([modality]), val_view)
+    epochs = len(fitted.history)
+    candidate = Candidate("network", member, outputs, _report(fit.label_schema, outputs, val_view), time.monotonic() - started,
+                          notes={"epochs": epochs, "modalities": spec.modalities, "alone": views})
+    candidate.fitted = fitted
+    return candidate
+
+
+# -- selection ---------------------------------------------------------------------------------------
+
+
+def _loss(schema: LabelSchema, outputs: dict[str, np.ndarray], view: CaseView) -> float:
+    total = []
+    for task in schema.tasks:
+        p, y, m = outputs[task.name], view.targets[task.name], view.masks[task.name].astype(bool)
+        if not m.any():
+            continue
+        if task.kind == "multiclass":
+            total.append(float(-np.log(np.clip(p[m, y[m].astype(int)], 1e-7, 1)).mean()))
+        elif task.kind == "multilabel":
+            q = np.clip(p, 1e-7, 1 - 1e-7)
+            total.append(float((-(y * np.log(q) + (1 - y) * np.log(1 - q)))[m].mean()))
+        else:
+            total.append(float(((p.reshape(-1) - y)[m] ** 2).mean() / max(y[m].var(), 1e-9)))
+    return float(np.mean(total)) if total else 0.0
+
+
+def greedy_weights(schema: LabelSchema, candidates: list[Candidate], val: CaseView, sees: np.ndarray,
+                   rows: np.ndarray | None = None) -> np.ndarray:
+    """Ensemble selection with repetition on `rows` of the validation split: start from the
+    best single member, add the member that lowers the validation loss most, stop when
+    none does."""
+    rows = np.arange(len(val)) if rows is None else rows
+    view = val.subset(rows)
+    sees = sees[rows]
+    outputs = [{k: v[rows] for k, v in c.val_outputs.items()} for c in candidates]
+    counts = np.zeros(len(candidates))
+
+    def loss_with(trial: np.ndarray) -> float:
+        return _loss(schema, mix(schema, outputs, trial / trial.sum(), sees), view)
+
+    singles = [loss_with(np.eye(len(candidates))[k]) for k in range(len(candidates))]
+    counts[int(np.argmin(singles))] = 1
+    current = min(singles)
+    for _ in range(ENSEMBLE_ROUNDS):
+        trials = [loss_with(counts + np.eye(len(candidates))[k]) for k in range(len(candidates))]
+        best = int(np.argmin(trials))
+        if trials[best] >= current - 1e-5:
+            break
+        counts[best] += 1
+        current = trials[best]
+    return counts / counts.sum()
+
+
+def bagged_weights(schema: LabelSchema, candidates: list[Candidate], val: CaseView, seed: int, bags: int = BAGS) -> np.ndarray:
+    """Greedy selection on bootstrap resamples of the validation split, weights averaged.
+
+    One validation split is small and, on real data, unlike the next batch of cases in
+    ways it cannot show; selecting on one sample of it overfits its quirks. Resampling
+    whole groups (events, patients) where the data has them asks which members help
+    across the groups, not on the ones that happened to land in validation."""
+    rng = np.random.default_rng(seed)
+    groups = [s.meta.get("group") for s in val.samples]
+    units = np.unique(np.array([g if g is not None else f"row-{i}" for i, g in enumerate(groups)], dtype=object), return_inverse=True)[1]
+    members = [np.flatnonzero(units == u) for u in range(units.max() + 1)]
+    sees = present_matrix([c.member for c in candidates], val.cases)  # which member sees which case
+    total = np.zeros(len(candidates))
+    for _ in range(bags):
+        picked = rng.integers(0, len(members), len(members))
+        total += greedy_weights(schema, candidates, val, sees, np.concatenate([members[i] for i in picked]))
+    return total / total.sum()
+
+
+# -- the run -----------------------------------------------------------------------------------------
+
+
+def train_auto(plugin: Plugin, dataset: Dataset, *, out_dir: Path, val: Dataset | None = None, spec: ModelSpec | None = None,
+               config: TrainConfig | None = None, options: RecipeOptions | None = None) -> TrainResult:
+    from twinlens.engine.bundle import refuse_foreign_folder
+    from twinlens.engine.training import TrainResult, seed_everything
+
+    options = options or RecipeOptions()
+    spec = spec or plugin.default_model_spec()
+    config = config or plugin.training_defaults()
+    refuse_foreign_folder(Path(out_dir))
+    clock = Clock(options.time_limit)
+    seed_everything(options.seed)
+    fraction = options.val_fraction or (0.25 if len(dataset.samples) < 1000 else 0.2)
+    fit_set, val_set = (dataset, val) if val is not None else validation_split(dataset, fraction, options.seed)
+    schema = fit_set.label_schema
+    modalities = _modalities_with_data(spec, fit_set)
+    text_fields = [m for m in modalities if m != "image"]
+    cache: dict = {}
+    fit_view = CaseView(fit_set, schema, text_fields, "image" in modalities, cache)
+    val_view = CaseView(val_set, schema, text_fields, "image" in modalities, cache)
+
+    candidates: list[Candidate] = []
+    plan = linear_plan(text_fields, "image" in modalities)
+    bar = tqdm(total=len(plan) + 2, desc="candidates", disable=not options.progress)
+
+    def record(candidate: Candidate | None) -> None:
+        bar.update(1)
+        if candidate is not None:
+            candidates.append(candidate)
+            best = max(candidates, key=lambda c: c.score)
+            bar.set_postfix_str(f"{candidate.name} {candidate.score:.3f} | best {best.name} {best.score:.3f}")
+
+    for name, fields, use_image, analysers in plan:
+        bar.set_description(f"candidate {name}")
+        record(fit_linear(name, schema, fields, use_image, fit_view, val_view, analysers))
+    bar.set_description("candidate zero-shot")
+    record(zero_shot_candidate(schema, text_fields, val_view, options.device) if options.zero_shot else None)
+    network_notes: dict[str, Any] = {}
+    budget = clock.remaining * 0.85
+    if options.network and budget >= MIN_NETWORK_SECONDS:
+        net_spec, net_config, network_notes = network_plan(spec, config, fit_view, modalities, budget, schema, options.seed, options.progress)
+        if "skipped" not in network_notes:
+            bar.set_description("candidate network")
+            record(network_candidate(plugin, fit_set, val_set, val_view, net_spec, net_config, options.device))
+    else:
+        network_notes = {"skipped": "no time left for a network" if options.network else "networks turned off"}
+    bar.close()
+
+    shipped = _select(schema, candidates, val_view, options.seed)
+    # Every candidate is kept (weight 0 when it does not ship), so `twinlens evaluate`
+    # can show the baselines on new data next to what ships; serving skips weight 0.
+    everything = fit_view.join(val_view)
+    final_members = [c.refit(everything) if c.refit else c.member for c in candidates]
+    final_weights = [shipped.weights[shipped.members.index(c)] if c in shipped.members else 0.0 for c in candidates]
+    network = next((c for c in candidates if c.member.kind == "network"), None)
+    what_fusion_adds = _fusion_gain(candidates, shipped, modalities)
+    extra = {
+        "plugin": plugin.name, "plugin_version": plugin.version,
+        "label_schema": schema.model_dump(mode="json"),
+        "modalities": modalities,
+        "ensemble_temperatures": shipped.temperatures,
+        "regression_stats": {},
+        "recipe": {"preset": "auto", "time_limit_seconds": options.time_limit, "seed": options.seed,
+                   "select_metric": SELECT_METRIC, "network": network_notes, "seconds": round(clock.elapsed, 1)},
+        "shipped": shipped.name,
+        "shipped_reason": shipped.reason,
+        "metrics": {"validation": shipped.report, "candidates": {c.name: _summary(c) for c in candidates},
+                    "what_fusion_adds": what_fusion_adds},
+        "data": {"train": len(fit_set.samples), "validation": len(val_set.samples),
+                 "grouped": any(s.meta.get("group") is not None for s in dataset.samples)},
+    }
+    saver = (lambda folder: network.fitted.save(folder, plugin)) if network is not None else None
+    bundle_config = save_ensemble(Path(out_dir), members=final_members, weights=final_weights, network_saver=saver, extra=extra)
+    metrics = {**shipped.report, "version": bundle_config["version"], "shipped": shipped.name, "shipped_reason": shipped.reason,
+               "candidates": extra["metrics"]["candidates"], "what_fusion_adds": what_fusion_adds,
+               "seconds": round(clock.elapsed, 1)}
+    return TrainResult(Path(out_dir), metrics, network.fitted.history if network is not None else [])
+
+
+@dataclass
+class Shipped:
+    name: str
+    members: list[Candidate]
+    weights: list[float]
+    temperatures: dict[str, float]
+    report: dict[str, Any]
+    reason: str
+
+
+def _select(schema: LabelSchema, candidates: list[Candidate], val: CaseView, seed: int) -> Shipped:
+    weights = bagged_weights(schema, candidates, val, seed)
+    weights = np.where(weights >= 0.02, weights, 0.0)  # drop members that barely count
+    weights = weights / weights.sum()
+    chosen = [i for i, w in enumerate(weights) if w > 0]
+    members = [candidates[i] for i in chosen]
+    sees = present_matrix([c.member for c in members], val.cases)
+    mixed = mix(schema, [c.val_outputs for c in members], weights[chosen], sees)
+    temperatures = _temperatures(schema, {t.name: logits_of(t, mixed[t.name]) for t in schema.tasks}, val)
+    outputs = temper_mixture(schema, mixed, temperatures)
+    report = _report(schema, outputs, val)
+    best = max(candidates, key=lambda c: c.score)
+    ensemble_score = monitored_value(report, SELECT_METRIC)
+    if len(members) > 1 and ensemble_score >= best.score:
+        parts = ", ".join(f"{c.name} {w:.2f}" for c, w in zip(members, weights[chosen]))
+        return Shipped("ensemble", members, list(weights[chosen]), temperatures, report,
+                       f"ensemble ({parts}) scores {ensemble_score:.3f} on validation, best single {best.name} {best.score:.3f}")
+    reason = (f"{best.name} alone: the ensemble ({ensemble_score:.3f}) does not beat it ({best.score:.3f}) on validation"
+              if len(members) > 1 else f"{best.name} alone: no other candidate improves it on validation")
+    return Shipped(best.name, [best], [1.0], {}, best.report, reason)
+
+
+def _fusion_gain(candidates: list[Candidate], shipped: Shipped, modalities: list[str]) -> dict[str, Any] | None:
+    """The shipped model's score minus the best model that sees one modality only."""
+    if len(modalities) < 2:
+        return None
+    singles = [c for c in candidates if len(c.member.modalities) == 1]
+    alone = {m: max((c.score for c in singles if c.member.modalities == [m]), default=None) for m in modalities}
+    shipped_score = monitored_value(shipped.report, SELECT_METRIC)
+    known = [v for v in alone.values() if v is not None]
+    return {"shipped": shipped_score, "best_single_modality": max(known) if known else None,
+            "per_modality": alone, "gain": shipped_score - max(known) if known else None}
+
+
+def _summary(candidate: Candidate) -> dict[str, Any]:
+    return {"report": candidate.report, "score": candidate.score, "seconds": round(candidate.seconds, 1),
+            "modalities": candidate.member.modalities, "kind": candidate.member.kind,
+            "notes": {k: v for k, v in candidate.notes.items()}}
+
+
+def _modalities_with_data(spec: ModelSpec, dataset: Dataset) -> list[str]:
+    return [m for m in spec.modalities if any(s.has(m) for s in dataset.samples)]
+
+
+__all__ = ["RecipeOptions", "train_auto", "validation_split", "DEFAULT_TIME_LIMIT"]

@@ -1,0 +1,1 @@
+"""Tables, sessions, migrations runner and repositories (SQLAlchemy); no HTTP, no engine."""

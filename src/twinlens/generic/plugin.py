@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import twinlens
+from twinlens.contract.manifest import DEFAULT_KEEP_IMAGE_SIDE, read_manifest
 from twinlens.contract.plugin import Dataset, DatasetOptions, Plugin
 from twinlens.contract.prediction import HeadPrediction, Prediction
 from twinlens.contract.schema import ImageInput, InputSchema, LabelSchema, TextField
-from twinlens.generic.reader import DEFAULT_KEEP_IMAGE_SIDE, read_manifest
 from twinlens.generic.sample_data import make_sample_dataset
 
 DEFAULT_REVIEW_THRESHOLD = 0.6
@@ -69,7 +69,7 @@ class GenericPlugin(Plugin):
         """Read a JSONL/CSV manifest (or a folder holding manifest.jsonl or manifest.csv).
 
         With `label_schema` (e.g. a trained model's), labels must be ones it declares;
-        without, one task per label column with its kind inferred (see generic.labels).
+        without, one task per label column with its kind inferred (see contract.label_cells).
         """
         return read_manifest(
             Path(path), options, schema=label_schema, clean_text=self.clean_text, keep_image_side=self.keep_image_side

@@ -1,5 +1,18 @@
 """Turn a manifest table (JSONL or CSV) of image + text + label columns into a Dataset.
 
+Manifest format (one row per example; image paths are relative to the manifest file):
+
+* JSONL: ``{"id": "a1", "image": "images/a1.png", "text": "...", "label": "cat"}``;
+  a multilabel column holds a JSON list (``["x", "y"]``), a regression column a number.
+* CSV (header on line 1): the same columns; a multilabel cell is ``x|y`` or a JSON list
+  string ``["x", "y"]``; ``[]`` means no label applies. A column of numbers is taken as
+  regression: force ``multiclass`` (DatasetOptions.task_kinds / ``--task-kind``) when the
+  numbers are class ids.
+
+Part of the contract because any plugin with a table format may read it: the generic
+plugin without a schema (tasks inferred from the columns), a plugin made by ``twinlens
+plugin new`` with its own fixed schema.
+
 Every problem is collected before anything is returned, so a user fixes a file in one
 pass: each bad row is reported with its line number, and with `skip_bad_rows` the good
 rows are kept and the bad ones listed in `Dataset.skipped`.
@@ -16,8 +29,8 @@ from twinlens.contract.errors import DatasetError, InputError, RowError
 from twinlens.contract.images import decode_image
 from twinlens.contract.plugin import Dataset, DatasetOptions
 from twinlens.contract.sample import LabelValue, Sample
+from twinlens.contract import label_cells as label_rules
 from twinlens.contract.schema import LabelSchema, Task, TaskKind
-from twinlens.generic import labels as label_rules
 from twinlens.contract.table import ManifestError, Row, Table, read_table
 
 if TYPE_CHECKING:

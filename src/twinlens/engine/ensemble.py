@@ -200,13 +200,18 @@ def present_matrix(members: list[Member], cases: list[CaseInputs], keep: list[st
     return np.stack([has[:, cols].any(1) if cols else np.zeros(len(cases), dtype=bool) for cols in columns], axis=1)
 
 
-def mix(schema: LabelSchema, member_outputs: list[dict[str, np.ndarray]], weights: np.ndarray, sees: np.ndarray) -> dict[str, np.ndarray]:
-    """Weighted mean of members' outputs per case, over the members that see the case."""
+def mix(schema: LabelSchema, member_outputs: list[dict[str, np.ndarray]], weights: np.ndarray, sees: np.ndarray,
+        answers: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Weighted mean of members' outputs per case, over the members that see the case.
+
+    `answers` (cases, members) marks the members that have an output for a case at all;
+    training passes it because some members are scored on part of the rows only. Serving
+    leaves it out: every member answers every case."""
     per_case = sees * weights[None, :]
     # A case no weighted member sees (e.g. an ensemble of text models and a photo-only
     # case): fall back to every weighted member, which then answer from their priors.
     empty = per_case.sum(1) <= 0
-    per_case[empty] = weights[None, :]
+    per_case[empty] = (weights[None, :] if answers is None else answers[empty] * weights[None, :])
     per_case = per_case / per_case.sum(1, keepdims=True)
     mixed = {}
     for task in schema.tasks:

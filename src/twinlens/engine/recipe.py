@@ -13,10 +13,17 @@ So a training run here is a small model search within a time budget:
    left, class weights when classes are imbalanced, augmentation and the image-alone loss
    for images learned from scratch; images that repeat across many rows are left to the
    classical features instead of being re-encoded every epoch);
-5. greedy ensemble selection on the validation split (members added, with repetition,
-   while the validation loss falls), a temperature per head on the mixture, and the rule
-   that what ships is never worse on validation than the best single candidate: when the
-   ensemble does not beat it, that candidate alone ships and the report says so.
+5. greedy ensemble selection (members added, with repetition, while the loss falls), a
+   temperature per head on the mixture, and the rule that what ships is never worse than
+   the best single candidate: when the ensemble does not beat it, that candidate alone
+   ships and the report says so.
+
+Selection does not trust one validation split alone. The linear baselines are cheap, so
+they are cross-fitted: the validation split is one fold and the training rows are cut
+into more (by group where the data names groups), and every row gets a prediction from a
+model that did not see it. Which baselines count, their regularisation and their weights
+are then chosen on all the groups in the data, not on the few that landed in validation;
+the network (too slow to train once per fold) is weighed on the validation rows it has.
 
 Every candidate's validation report is kept in the bundle and printed side by side.
 """
@@ -26,7 +33,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,7 +42,8 @@ from tqdm.auto import tqdm
 from twinlens.engine.calibration import fit_temperature
 from twinlens.engine.classical import image_features
 from twinlens.engine.data import encode_targets
-from twinlens.engine.ensemble import CaseInputs, LinearMember, Member, NetworkMember, ZeroShotMember, logits_of, mix, present_matrix, save_ensemble, temper_mixture
+from twinlens.engine.ensemble import (CaseInputs, LinearMember, Member, NetworkMember, ZeroShotMember, calibrate, logits_of, mix, present_matrix,
+                                      save_ensemble, temper_mixture)
 from twinlens.engine.linear import C_GRID, LinearHeads, Standardiser, TfidfText, fit_head, is_imbalanced
 from twinlens.engine.metrics import full_report, monitored_value
 from twinlens.contract.plugin import Dataset, Plugin
@@ -49,7 +57,10 @@ DEFAULT_TIME_LIMIT = 300.0  # seconds: a few minutes on a laptop CPU
 SELECT_METRIC = "mean.score"  # mean of macro-F1 and AUROC per head (R² for regression)
 MIN_NETWORK_SECONDS = 20.0
 ENSEMBLE_ROUNDS = 25
-BAGS = 20  # bootstrap resamples of the validation split for ensemble selection
+BAGS = 20  # bootstrap resamples of the selection rows for ensemble selection
+CROSS_FIT_FOLDS = 4  # the validation split and three folds of the training rows
+CROSS_FIT_MAX_ROWS = 50_000  # above this, the linear baselines are fitted once (validation only)
+ZERO_SHOT_ALL_ROWS_BELOW = 3000  # the cold start scores every row when that is cheap
 LEXICAL_BUCKETS = 1 << 16
 _DEEP_RESNETS = ("resnet18", "resnet26", "resnet34", "resnet50")
 SHALLOW_RESNET = "resnet10t"
@@ -75,18 +86,70 @@ class RecipeOptions:
 
 @dataclass
 class Candidate:
+    """One model the run may ship, with its outputs on the rows it was scored on.
+
+    `outputs` spans every row of the run's data (training and validation rows together);
+    `covers` marks the rows whose outputs come from a model that did not see them: every
+    row for a cross-fitted baseline, the validation rows for the network."""
+
     name: str
-    member: Member
-    val_outputs: dict[str, np.ndarray]
-    report: dict[str, Any]
+    member: Member  # what ships: fitted on all the data where cheap (linear), else on training rows
+    outputs: dict[str, np.ndarray]
+    covers: np.ndarray
+    report: dict[str, Any]  # on the validation rows, the same for every candidate (the printed table)
+    selection_report: dict[str, Any]  # on every covered row (what selection trusts)
     seconds: float
-    refit: Callable[["CaseView"], Member] | None = None  # refits on all the data (linear)
     notes: dict[str, Any] = field(default_factory=dict)
     fitted: Any = None  # the network candidate's FittedNetwork (saved into the bundle)
 
     @property
     def score(self) -> float:
         return monitored_value(self.report, SELECT_METRIC)
+
+    @property
+    def selection_score(self) -> float:
+        return monitored_value(self.selection_report, SELECT_METRIC)
+
+
+@dataclass
+class Fold:
+    train: np.ndarray
+    test: np.ndarray
+
+
+class RunRows:
+    """The run's data as one view: training rows first, then the validation rows."""
+
+    def __init__(self, schema: LabelSchema, fit: "CaseView", val: "CaseView"):
+        self.schema = schema
+        self.view = fit.join(val)
+        self.val = np.arange(len(fit), len(fit) + len(val))
+        self.val_view = val
+
+    def __len__(self) -> int:
+        return len(self.view)
+
+    def covering(self, rows: np.ndarray) -> np.ndarray:
+        covers = np.zeros(len(self), dtype=bool)
+        covers[rows] = True
+        return covers
+
+    def spread(self, outputs: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Outputs known on `rows` as arrays over every row (zeros elsewhere, never read)."""
+        full = {}
+        for name, values in outputs.items():
+            values = np.asarray(values, dtype=np.float32)
+            full[name] = np.zeros((len(self), *values.shape[1:]), dtype=np.float32)
+            full[name][rows] = values
+        return full
+
+    def candidate(self, name: str, member: Member, outputs: dict[str, np.ndarray], covers: np.ndarray,
+                  seconds: float, notes: dict[str, Any] | None = None) -> Candidate:
+        covered = np.flatnonzero(covers)
+        on_val = {k: v[self.val] for k, v in outputs.items()}
+        return Candidate(name, member, outputs, covers, _report(self.schema, on_val, self.val_view),
+                         _report(self.schema, {k: v[covered] for k, v in outputs.items()}, self.view.subset(covered)),
+                         seconds, notes=notes or {})
 
 
 class Clock:
@@ -167,7 +230,7 @@ def validation_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Data
 
     samples = dataset.samples
     rows = np.arange(len(samples))
-    strata = _strata(dataset)
+    strata = _strata(dataset.label_schema, samples)
     groups = [s.meta.get("group") for s in samples]
     if any(g is not None for g in groups):
         groups = [g if g is not None else f"row-{i}" for i, g in enumerate(groups)]
@@ -222,11 +285,43 @@ def _mix_distance(a: dict[str, float], b: dict[str, float]) -> float:
     return sum(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in set(a) | set(b))
 
 
-def _strata(dataset: Dataset) -> list[str] | None:
-    for task in dataset.label_schema.tasks:
+def _strata(schema: LabelSchema, samples: list) -> list[str] | None:
+    """The first multiclass task's labels: what splits keep in proportion."""
+    for task in schema.tasks:
         if task.kind == "multiclass":
-            return [str(s.labels.get(task.name)) for s in dataset.samples]
+            return [str(s.labels.get(task.name)) for s in samples]
     return None
+
+
+def cross_fit_folds(rows: RunRows, seed: int, folds: int = CROSS_FIT_FOLDS) -> list[Fold]:
+    """The validation split as the first fold, the training rows cut into `folds - 1` more:
+    whole groups per fold where the data names groups, stratified otherwise. Each fold's
+    model trains on every row outside it."""
+    from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
+
+    everything = np.arange(len(rows))
+    fit_rows = np.setdiff1d(everything, rows.val)
+    first = [Fold(fit_rows, rows.val)]
+    if folds <= 1 or len(rows) > CROSS_FIT_MAX_ROWS:
+        return first
+    samples = [rows.view.samples[i] for i in fit_rows]
+    strata = _strata(rows.schema, samples)
+    groups = [s.meta.get("group") for s in samples]
+    parts = folds - 1
+    if any(g is not None for g in groups):
+        groups = [g if g is not None else f"row-{i}" for i, g in enumerate(groups)]
+        parts = min(parts, len(set(groups)))
+        if parts < 2:
+            return first
+        labels = strata if strata is not None else np.zeros(len(samples))
+        splits = StratifiedGroupKFold(parts, shuffle=True, random_state=seed).split(fit_rows, labels, groups)
+    elif strata is not None and np.bincount(np.unique(strata, return_inverse=True)[1]).min() >= parts:
+        splits = StratifiedKFold(parts, shuffle=True, random_state=seed).split(fit_rows, strata)
+    elif len(fit_rows) >= parts:
+        splits = KFold(parts, shuffle=True, random_state=seed).split(fit_rows)
+    else:
+        return first
+    return first + [Fold(np.setdiff1d(everything, fit_rows[test]), fit_rows[test]) for _, test in splits]
 
 
 # -- candidates ------------------------------------------------------------------------------------
@@ -242,44 +337,57 @@ def _temperatures(schema: LabelSchema, logits: dict[str, np.ndarray], view: Case
             for t in schema.tasks}
 
 
-def fit_linear(name: str, schema: LabelSchema, fields: list[str], use_image: bool, fit: CaseView, val: CaseView,
+def fit_linear(name: str, fields: list[str], use_image: bool, rows: RunRows, folds: list[Fold],
                analysers: tuple[str, ...] = ("words", "chars")) -> Candidate:
-    """A linear model per head; the regularisation strength is chosen on validation."""
+    """A linear model per head, cross-fitted over `folds`: the regularisation strength and
+    the temperatures are chosen on the pooled out-of-fold predictions, then the model that
+    ships is fitted once more on every row."""
     started = time.monotonic()
-    balanced = {t.name: is_imbalanced(t, fit.targets[t.name], fit.masks[t.name]) for t in schema.tasks}
-
-    def build(view: CaseView, C: float) -> tuple[LinearMember, Any]:
-        texts = {f: TfidfText(analysers=analysers).fit([t for t in view.texts(f) if t]) for f in fields}
-        image = None
-        if use_image:
-            present = np.array([c.image_features is not None for c in view.cases])
-            raw = np.stack([c.image_features if c.image_features is not None else np.zeros(_feature_width(view)) for c in view.cases])
-            image = Standardiser.fit(raw, present)
-        member = LinearMember(name, schema, texts, image, LinearHeads())
-        features = member.features(view.cases)
-        member.heads = LinearHeads({t.name: fit_head(t, features, view.targets[t.name], view.masks[t.name], C=C, balanced=balanced[t.name])
-                                    for t in schema.tasks})
-        return member, features
-
-    best: Candidate | None = None
+    schema, view = rows.schema, rows.view
+    balanced = {t.name: is_imbalanced(t, view.targets[t.name], view.masks[t.name]) for t in schema.tasks}
+    heldout: dict[float, dict[str, np.ndarray]] = {C: {} for C in C_GRID}
+    for fold in folds:
+        train = view.subset(fold.train)
+        member, features = _featurise(name, schema, fields, use_image, train, analysers)
+        test_features = member.features(view.subset(fold.test).cases)
+        for C in C_GRID:
+            member.heads = _fit_heads(schema, features, train, C, balanced)
+            for task, scores in member.heads.scores(test_features).items():
+                heldout[C].setdefault(task, np.zeros((len(view), *scores.shape[1:]), dtype=np.float32))[fold.test] = scores
+    covers = rows.covering(np.concatenate([f.test for f in folds]))
+    covered = view.subset(np.flatnonzero(covers))
+    best: tuple[float, float, dict[str, float], dict[str, np.ndarray]] | None = None
     for C in C_GRID:
-        member, _ = build(fit, C)
-        scores = member.raw_scores(val.cases)
-        member.temperatures = _temperatures(schema, scores, val)
-        outputs = member.outputs(val.cases)
-        candidate = Candidate(name, member, outputs, _report(schema, outputs, val), 0.0, notes={"C": C})
-        if best is None or candidate.score > best.score:
-            best = candidate
+        scores = {task: values[covers] for task, values in heldout[C].items()}
+        temperatures = _temperatures(schema, scores, covered)
+        outputs = {t.name: calibrate(t, scores[t.name], temperatures[t.name]) for t in schema.tasks}
+        score = monitored_value(_report(schema, outputs, covered), SELECT_METRIC)
+        if best is None or score > best[0]:
+            best = (score, C, temperatures, outputs)
     assert best is not None
-    chosen_C, temperatures = best.notes["C"], best.member.temperatures
+    _, chosen_C, temperatures, outputs = best
+    member, features = _featurise(name, schema, fields, use_image, view, analysers)
+    member.heads, member.temperatures = _fit_heads(schema, features, view, chosen_C, balanced), temperatures
+    notes = {"C": chosen_C, "folds": len(folds)}
+    return rows.candidate(name, member, rows.spread(outputs, np.flatnonzero(covers)), covers, time.monotonic() - started, notes)
 
-    def refit(everything: CaseView) -> Member:
-        member, _ = build(everything, chosen_C)
-        member.temperatures = temperatures
-        return member
 
-    best.refit, best.seconds = refit, time.monotonic() - started
-    return best
+def _featurise(name: str, schema: LabelSchema, fields: list[str], use_image: bool, view: CaseView,
+               analysers: tuple[str, ...]) -> tuple[LinearMember, Any]:
+    """A linear member whose vectorisers are fitted on `view` (no heads yet), and its features."""
+    texts = {f: TfidfText(analysers=analysers).fit([t for t in view.texts(f) if t]) for f in fields}
+    image = None
+    if use_image:
+        present = np.array([c.image_features is not None for c in view.cases])
+        raw = np.stack([c.image_features if c.image_features is not None else np.zeros(_feature_width(view)) for c in view.cases])
+        image = Standardiser.fit(raw, present)
+    member = LinearMember(name, schema, texts, image, LinearHeads())
+    return member, member.features(view.cases)
+
+
+def _fit_heads(schema: LabelSchema, features: Any, view: CaseView, C: float, balanced: dict[str, bool]) -> LinearHeads:
+    return LinearHeads({t.name: fit_head(t, features, view.targets[t.name], view.masks[t.name], C=C, balanced=balanced[t.name])
+                        for t in schema.tasks})
 
 
 def _feature_width(view: CaseView) -> int:
@@ -302,16 +410,20 @@ def linear_plan(text_fields: list[str], has_image: bool) -> list[tuple[str, list
     return plan
 
 
-def zero_shot_candidate(schema: LabelSchema, text_fields: list[str], val: CaseView, device: str | None) -> Candidate | None:
-    """The cold start as a candidate, where every label has a description to compare with."""
+def zero_shot_candidate(rows: RunRows, text_fields: list[str], device: str | None) -> Candidate | None:
+    """The cold start as a candidate, where every label has a description to compare with.
+    It learns nothing from the rows, so every row is held out for it; scoring them all
+    costs a sentence encoding each, so large sets score the validation rows only."""
+    schema = rows.schema
     if not text_fields or any(t.kind == "regression" for t in schema.tasks):
         return None
     if any(not label.description.strip() for t in schema.tasks for label in t.labels):
         return None
     started = time.monotonic()
     member = ZeroShotMember("zero-shot", schema, text_fields, device=device)
-    outputs = member.outputs(val.cases)
-    return Candidate("zero-shot", member, outputs, _report(schema, outputs, val), time.monotonic() - started)
+    scored = np.arange(len(rows)) if len(rows) < ZERO_SHOT_ALL_ROWS_BELOW else rows.val
+    outputs = rows.spread(member.outputs([rows.view.cases[i] for i in scored]), scored)
+    return rows.candidate("zero-shot", member, outputs, rows.covering(scored), time.monotonic() - started)
 
 
 # -- the network -------------------------------------------------------------------------------------
@@ -387,21 +499,21 @@ def _native_side(view: CaseView) -> int:
     return int(min(224, max(64, round(side / 32) * 32)))
 
 
-def network_candidate(plugin: Plugin, fit: Dataset, val: Dataset, val_view: CaseView, spec: ModelSpec, config: TrainConfig,
+def network_candidate(plugin: Plugin, fit: Dataset, val: Dataset, rows: RunRows, spec: ModelSpec, config: TrainConfig,
                       device: str | None) -> Candidate:
+    """The fused network, trained once on the training rows and held out on validation."""
     from twinlens.engine.training import fit_network
 
     started = time.monotonic()
     fitted = fit_network(fit, val, spec, config, device)
     member = NetworkMember("network", fitted.predictor(plugin))
-    outputs = fitted.val_outputs()
     views = {}
     if len(spec.modalities) > 1:
         for modality in spec.modalities:
-            views[modality] = _report(fit.label_schema, fitted.val_outputs([modality]), val_view)
-    epochs = len(fitted.history)
-    candidate = Candidate("network", member, outputs, _report(fit.label_schema, outputs, val_view), time.monotonic() - started,
-                          notes={"epochs": epochs, "modalities": spec.modalities, "alone": views})
+            views[modality] = _report(rows.schema, fitted.val_outputs([modality]), rows.val_view)
+    notes = {"epochs": len(fitted.history), "modalities": spec.modalities, "alone": views}
+    candidate = rows.candidate("network", member, rows.spread(fitted.val_outputs(), rows.val), rows.covering(rows.val),
+                               time.monotonic() - started, notes)
     candidate.fitted = fitted
     return candidate
 
@@ -425,25 +537,25 @@ def _loss(schema: LabelSchema, outputs: dict[str, np.ndarray], view: CaseView) -
     return float(np.mean(total)) if total else 0.0
 
 
-def greedy_weights(schema: LabelSchema, candidates: list[Candidate], val: CaseView, sees: np.ndarray,
-                   rows: np.ndarray | None = None) -> np.ndarray:
-    """Ensemble selection with repetition on `rows` of the validation split: start from the
-    best single member, add the member that lowers the validation loss most, stop when
-    none does."""
-    rows = np.arange(len(val)) if rows is None else rows
-    view = val.subset(rows)
-    sees = sees[rows]
-    outputs = [{k: v[rows] for k, v in c.val_outputs.items()} for c in candidates]
+def greedy_weights(schema: LabelSchema, candidates: list[Candidate], view: CaseView, where: "SelectionRows",
+                   rows: np.ndarray) -> np.ndarray:
+    """Ensemble selection with repetition on `rows`: start from the best single member among
+    `starters` (those with an output on every row), add the member that lowers the loss
+    most, stop when none does. A member counts only on the rows it `sees`."""
+    part = view.subset(rows)
+    sees, answers = where.sees[rows], where.covers[rows]
+    outputs = [{k: v[rows] for k, v in c.outputs.items()} for c in candidates]
     counts = np.zeros(len(candidates))
+    one = np.eye(len(candidates))
 
     def loss_with(trial: np.ndarray) -> float:
-        return _loss(schema, mix(schema, outputs, trial / trial.sum(), sees), view)
+        return _loss(schema, mix(schema, outputs, trial / trial.sum(), sees, answers), part)
 
-    singles = [loss_with(np.eye(len(candidates))[k]) for k in range(len(candidates))]
-    counts[int(np.argmin(singles))] = 1
-    current = min(singles)
+    singles = {k: loss_with(one[k]) for k in where.starters}
+    first = min(singles, key=singles.get)
+    counts[first], current = 1, singles[first]
     for _ in range(ENSEMBLE_ROUNDS):
-        trials = [loss_with(counts + np.eye(len(candidates))[k]) for k in range(len(candidates))]
+        trials = [loss_with(counts + one[k]) for k in range(len(candidates))]
         best = int(np.argmin(trials))
         if trials[best] >= current - 1e-5:
             break
@@ -452,22 +564,44 @@ def greedy_weights(schema: LabelSchema, candidates: list[Candidate], val: CaseVi
     return counts / counts.sum()
 
 
-def bagged_weights(schema: LabelSchema, candidates: list[Candidate], val: CaseView, seed: int, bags: int = BAGS) -> np.ndarray:
-    """Greedy selection on bootstrap resamples of the validation split, weights averaged.
+@dataclass
+class SelectionRows:
+    """Where members are weighed: the rows some candidate covers, which member counts on
+    which row (it covers the row and sees one of its modalities there), and the members
+    that cover all those rows (an ensemble starts from one, so no row goes unanswered)."""
 
-    One validation split is small and, on real data, unlike the next batch of cases in
-    ways it cannot show; selecting on one sample of it overfits its quirks. Resampling
-    whole groups (events, patients) where the data has them asks which members help
-    across the groups, not on the ones that happened to land in validation."""
+    rows: np.ndarray
+    sees: np.ndarray  # (all rows, candidates)
+    covers: np.ndarray  # (all rows, candidates)
+    starters: list[int]
+
+    @classmethod
+    def of(cls, candidates: list[Candidate], view: CaseView) -> "SelectionRows":
+        covers = np.stack([c.covers for c in candidates], axis=1)
+        union = covers.any(1)
+        starters = [k for k in range(len(candidates)) if covers[union, k].all()]
+        if not starters:  # nobody covers every row: weigh on the rows everyone covers
+            union, starters = covers.all(1), list(range(len(candidates)))
+        sees = present_matrix([c.member for c in candidates], view.cases) & covers
+        return cls(np.flatnonzero(union), sees, covers, starters)
+
+
+def bagged_weights(schema: LabelSchema, candidates: list[Candidate], view: CaseView, where: SelectionRows, seed: int,
+                   bags: int = BAGS) -> np.ndarray:
+    """Greedy selection on bootstrap resamples of the selection rows, weights averaged.
+
+    One sample of cases is small and, on real data, unlike the next batch of cases in ways
+    it cannot show; selecting on it once overfits its quirks. Resampling whole groups
+    (events, patients) where the data has them asks which members help across the
+    groups, not on the ones that happen to be there."""
     rng = np.random.default_rng(seed)
-    groups = [s.meta.get("group") for s in val.samples]
+    groups = [view.samples[i].meta.get("group") for i in where.rows]
     units = np.unique(np.array([g if g is not None else f"row-{i}" for i, g in enumerate(groups)], dtype=object), return_inverse=True)[1]
-    members = [np.flatnonzero(units == u) for u in range(units.max() + 1)]
-    sees = present_matrix([c.member for c in candidates], val.cases)  # which member sees which case
+    members = [where.rows[units == u] for u in range(units.max() + 1)]
     total = np.zeros(len(candidates))
     for _ in range(bags):
         picked = rng.integers(0, len(members), len(members))
-        total += greedy_weights(schema, candidates, val, sees, np.concatenate([members[i] for i in picked]))
+        total += greedy_weights(schema, candidates, view, where, np.concatenate([members[i] for i in picked]))
     return total / total.sum()
 
 
@@ -492,7 +626,8 @@ def train_auto(plugin: Plugin, dataset: Dataset, *, out_dir: Path, val: Dataset 
     text_fields = [m for m in modalities if m != "image"]
     cache: dict = {}
     fit_view = CaseView(fit_set, schema, text_fields, "image" in modalities, cache)
-    val_view = CaseView(val_set, schema, text_fields, "image" in modalities, cache)
+    rows = RunRows(schema, fit_view, CaseView(val_set, schema, text_fields, "image" in modalities, cache))
+    folds = cross_fit_folds(rows, options.seed)
 
     candidates: list[Candidate] = []
     plan = linear_plan(text_fields, "image" in modalities)
@@ -507,25 +642,24 @@ def train_auto(plugin: Plugin, dataset: Dataset, *, out_dir: Path, val: Dataset 
 
     for name, fields, use_image, analysers in plan:
         bar.set_description(f"candidate {name}")
-        record(fit_linear(name, schema, fields, use_image, fit_view, val_view, analysers))
+        record(fit_linear(name, fields, use_image, rows, folds, analysers))
     bar.set_description("candidate zero-shot")
-    record(zero_shot_candidate(schema, text_fields, val_view, options.device) if options.zero_shot else None)
+    record(zero_shot_candidate(rows, text_fields, options.device) if options.zero_shot else None)
     network_notes: dict[str, Any] = {}
     budget = clock.remaining * 0.85
     if options.network and budget >= MIN_NETWORK_SECONDS:
         net_spec, net_config, network_notes = network_plan(spec, config, fit_view, modalities, budget, schema, options.seed, options.progress)
         if "skipped" not in network_notes:
             bar.set_description("candidate network")
-            record(network_candidate(plugin, fit_set, val_set, val_view, net_spec, net_config, options.device))
+            record(network_candidate(plugin, fit_set, val_set, rows, net_spec, net_config, options.device))
     else:
         network_notes = {"skipped": "no time left for a network" if options.network else "networks turned off"}
     bar.close()
 
-    shipped = _select(schema, candidates, val_view, options.seed)
+    shipped = _select(rows, candidates, options.seed)
     # Every candidate is kept (weight 0 when it does not ship), so `twinlens evaluate`
     # can show the baselines on new data next to what ships; serving skips weight 0.
-    everything = fit_view.join(val_view)
-    final_members = [c.refit(everything) if c.refit else c.member for c in candidates]
+    final_members = [c.member for c in candidates]
     final_weights = [shipped.weights[shipped.members.index(c)] if c in shipped.members else 0.0 for c in candidates]
     network = next((c for c in candidates if c.member.kind == "network"), None)
     what_fusion_adds = _fusion_gain(candidates, shipped, modalities)
@@ -539,9 +673,9 @@ def train_auto(plugin: Plugin, dataset: Dataset, *, out_dir: Path, val: Dataset 
                    "select_metric": SELECT_METRIC, "network": network_notes, "seconds": round(clock.elapsed, 1)},
         "shipped": shipped.name,
         "shipped_reason": shipped.reason,
-        "metrics": {"validation": shipped.report, "candidates": {c.name: _summary(c) for c in candidates},
-                    "what_fusion_adds": what_fusion_adds},
-        "data": {"train": len(fit_set.samples), "validation": len(val_set.samples),
+        "metrics": {"validation": shipped.report, "selection": shipped.selection_report,
+                    "candidates": {c.name: _summary(c) for c in candidates}, "what_fusion_adds": what_fusion_adds},
+        "data": {"train": len(fit_set.samples), "validation": len(val_set.samples), "cross_fit_folds": len(folds),
                  "grouped": any(s.meta.get("group") is not None for s in dataset.samples)},
     }
     saver = (lambda folder: network.fitted.save(folder, plugin)) if network is not None else None
@@ -558,30 +692,42 @@ class Shipped:
     members: list[Candidate]
     weights: list[float]
     temperatures: dict[str, float]
-    report: dict[str, Any]
+    report: dict[str, Any]  # on the validation rows, next to every candidate's
+    selection_report: dict[str, Any]  # on the rows selection weighed it on
     reason: str
 
 
-def _select(schema: LabelSchema, candidates: list[Candidate], val: CaseView, seed: int) -> Shipped:
-    weights = bagged_weights(schema, candidates, val, seed)
+def _select(rows: RunRows, candidates: list[Candidate], seed: int) -> Shipped:
+    schema, view = rows.schema, rows.view
+    where = SelectionRows.of(candidates, view)
+    weights = bagged_weights(schema, candidates, view, where, seed)
     weights = np.where(weights >= 0.02, weights, 0.0)  # drop members that barely count
     weights = weights / weights.sum()
     chosen = [i for i, w in enumerate(weights) if w > 0]
     members = [candidates[i] for i in chosen]
-    sees = present_matrix([c.member for c in members], val.cases)
-    mixed = mix(schema, [c.val_outputs for c in members], weights[chosen], sees)
-    temperatures = _temperatures(schema, {t.name: logits_of(t, mixed[t.name]) for t in schema.tasks}, val)
-    outputs = temper_mixture(schema, mixed, temperatures)
-    report = _report(schema, outputs, val)
-    best = max(candidates, key=lambda c: c.score)
-    ensemble_score = monitored_value(report, SELECT_METRIC)
-    if len(members) > 1 and ensemble_score >= best.score:
+    # The mixture is defined where a chosen member has an output (every row when a
+    # cross-fitted baseline is among them, the validation rows when only the network is).
+    answered = np.intersect1d(where.rows, np.flatnonzero(where.covers[:, chosen].any(1)))
+    mixed = mix(schema, [{k: v[answered] for k, v in c.outputs.items()} for c in members], weights[chosen],
+                where.sees[answered][:, chosen], where.covers[answered][:, chosen])
+    weighed = view.subset(answered)
+    temperatures = _temperatures(schema, {t.name: logits_of(t, mixed[t.name]) for t in schema.tasks}, weighed)
+    outputs = rows.spread(temper_mixture(schema, mixed, temperatures), answered)
+    best = max(candidates, key=lambda c: c.selection_score)
+    # Compared where the best single candidate was scored, so neither has the easier rows.
+    on_best = np.intersect1d(np.flatnonzero(best.covers), answered)
+    ensemble_score = monitored_value(_report(schema, {k: v[on_best] for k, v in outputs.items()}, view.subset(on_best)), SELECT_METRIC)
+    best_score = monitored_value(_report(schema, {k: v[on_best] for k, v in best.outputs.items()}, view.subset(on_best)), SELECT_METRIC)
+    basis = (f"out-of-fold on {len(on_best)} rows" if len(on_best) > len(rows.val) else f"on {len(on_best)} validation rows")
+    if len(members) > 1 and ensemble_score >= best_score:
         parts = ", ".join(f"{c.name} {w:.2f}" for c, w in zip(members, weights[chosen]))
-        return Shipped("ensemble", members, list(weights[chosen]), temperatures, report,
-                       f"ensemble ({parts}) scores {ensemble_score:.3f} on validation, best single {best.name} {best.score:.3f}")
-    reason = (f"{best.name} alone: the ensemble ({ensemble_score:.3f}) does not beat it ({best.score:.3f}) on validation"
-              if len(members) > 1 else f"{best.name} alone: no other candidate improves it on validation")
-    return Shipped(best.name, [best], [1.0], {}, best.report, reason)
+        return Shipped("ensemble", members, list(weights[chosen]), temperatures,
+                       _report(schema, {k: v[rows.val] for k, v in outputs.items()}, rows.val_view),
+                       _report(schema, {k: v[answered] for k, v in outputs.items()}, weighed),
+                       f"ensemble ({parts}) scores {ensemble_score:.3f} {basis}, best single {best.name} {best_score:.3f}")
+    reason = (f"{best.name} alone: the ensemble ({ensemble_score:.3f}) does not beat it ({best_score:.3f}) {basis}"
+              if len(members) > 1 else f"{best.name} alone: no other candidate improves it ({basis})")
+    return Shipped(best.name, [best], [1.0], {}, best.report, best.selection_report, reason)
 
 
 def _fusion_gain(candidates: list[Candidate], shipped: Shipped, modalities: list[str]) -> dict[str, Any] | None:
@@ -598,6 +744,7 @@ def _fusion_gain(candidates: list[Candidate], shipped: Shipped, modalities: list
 
 def _summary(candidate: Candidate) -> dict[str, Any]:
     return {"report": candidate.report, "score": candidate.score, "seconds": round(candidate.seconds, 1),
+            "selection_score": candidate.selection_score, "selection_rows": int(candidate.covers.sum()),
             "modalities": candidate.member.modalities, "kind": candidate.member.kind,
             "notes": {k: v for k, v in candidate.notes.items()}}
 

@@ -166,3 +166,64 @@ def test_evaluate_reports_every_member_on_new_data(ensemble_bundle):
     assert {"tfidf-text", "image-features", "linear-all", "network", "network, image alone", "network, text alone"} <= set(report["members"])
     linear = report["members"]["linear-all"]["report"]["heads"]["xor"]["accuracy"]
     assert report["heads"]["xor"]["accuracy"] > linear + 0.2  # linear models cannot do XOR
+
+
+def _grouped_texts(n_groups: int = 12, per_group: int = 10) -> Dataset:
+    schema = LabelSchema(tasks=(Task(name="kind", kind="multiclass", labels=(Label(name="a"), Label(name="b"))),))
+    rng, samples = random.Random(0), []
+    for g in range(n_groups):
+        for i in range(per_group):
+            label = "a" if (g + i) % 2 else "b"
+            said = label if rng.random() < 0.75 else {"a": "b", "b": "a"}[label]  # the text is right 3 times in 4
+            samples.append(Sample(texts={"text": f"{said}word{said} filler{g}"}, labels={"kind": label}, id=f"{g}-{i}",
+                                  meta={"group": f"g{g}"}))
+    return Dataset(samples, schema)
+
+
+def _run_rows(dataset: Dataset):
+    from twinlens.engine.recipe import CaseView, RunRows, validation_split
+
+    fit, val = validation_split(dataset, 0.25, seed=0)
+    schema = dataset.label_schema
+    return RunRows(schema, CaseView(fit, schema, ["text"], False, {}), CaseView(val, schema, ["text"], False, {}))
+
+
+def test_cross_fit_folds_hold_out_every_row_once_and_keep_groups_whole():
+    from twinlens.engine.recipe import CROSS_FIT_FOLDS, cross_fit_folds
+
+    rows = _run_rows(_grouped_texts())
+    folds = cross_fit_folds(rows, seed=0)
+    assert len(folds) == CROSS_FIT_FOLDS
+    assert np.array_equal(folds[0].test, rows.val)  # the validation split is the first fold
+    held_out = np.concatenate([f.test for f in folds])
+    assert sorted(held_out) == list(range(len(rows)))  # every row held out exactly once
+    group_of = np.array([s.meta["group"] for s in rows.view.samples])
+    for fold in folds:
+        assert not set(group_of[fold.test]) & set(group_of[fold.train])  # no group on both sides
+        assert len(np.intersect1d(fold.train, fold.test)) == 0
+
+
+def test_selection_weighs_the_network_only_where_it_has_held_out_outputs():
+    """A member scored on the validation rows only (the network) neither answers nor counts
+    on the other rows; the mixture stays defined there and the ensemble starts from a
+    member that covers every row."""
+    from twinlens.engine.ensemble import ZeroShotMember
+    from twinlens.engine.recipe import SelectionRows, _select, cross_fit_folds, fit_linear
+
+    rows = _run_rows(_grouped_texts())
+    folds = cross_fit_folds(rows, seed=0)
+    words = fit_linear("tfidf-words-text", ["text"], False, rows, folds, ("words",))
+    assert words.covers.all() and words.notes["folds"] == len(folds)
+    # A stand-in for the network: perfect on validation rows, never scored elsewhere.
+    perfect = {"kind": np.eye(2, dtype=np.float32)[rows.view.targets["kind"].astype(int)] * 0.98 + 0.01}
+    partial = rows.candidate("network", ZeroShotMember("stand-in", rows.schema, ["text"]), rows.spread({"kind": perfect["kind"][rows.val]}, rows.val),
+                             rows.covering(rows.val), 0.0)
+    where = SelectionRows.of([words, partial], rows.view)
+    assert where.starters == [0]
+    assert not where.sees[np.setdiff1d(np.arange(len(rows)), rows.val), 1].any()
+    shipped = _select(rows, [words, partial], seed=0)
+    for task_report in (shipped.report, shipped.selection_report):
+        assert np.isfinite(task_report["mean"]["score"])
+    # Perfect where it answers, so it earns weight; the start member answers the rest.
+    assert shipped.name == "ensemble" and [c.name for c in shipped.members] == ["tfidf-words-text", "network"]
+    assert shipped.report["mean"]["score"] >= words.report["mean"]["score"]

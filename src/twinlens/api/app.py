@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 
 from twinlens import __version__, queue
 from twinlens.api.middleware import BodyLimitMiddleware, MetricsMiddleware
@@ -30,6 +31,23 @@ DESCRIPTION = (
     "Errors are RFC 9457 application/problem+json."
 )
 
+# One tag per router, given here: a generated client puts each tag's operations in a module
+# of its own (api/jobs/create_job.py), so this table is that client's layout.
+ROUTERS: tuple[tuple[str, APIRouter, str], ...] = (
+    ("jobs", jobs.router, "Submit jobs to a plugin, read their results, correct them, follow their webhooks"),
+    ("models", models.router, "Model versions: list, register a bundle, activate"),
+    ("training", training.router, "Training runs that produce new model versions (admin)"),
+    ("plugins", plugins.router, "Installed plugins and what their jobs take and give"),
+    ("keys", keys.router, "API keys and the caller's tenant"),
+    ("health", health.router, "Liveness, readiness and Prometheus metrics"),
+)
+
+
+def operation_id(route: APIRoute) -> str:
+    """The route function's name (create_job): it names the generated client's function and
+    module, and unlike FastAPI's default it does not change when a URL or method does."""
+    return route.name
+
 
 def create_app(settings: Settings | None = None, *, db: Database | None = None, blobs: LocalBlobStore | None = None) -> FastAPI:
     settings = settings or get_settings()
@@ -43,12 +61,34 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
             bootstrap(session, settings)
         yield
 
-    app = FastAPI(title="TwinLens", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="TwinLens", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+        openapi_tags=[{"name": tag, "description": about} for tag, _, about in ROUTERS],
+        generate_unique_id_function=operation_id,
+    )
     app.state.settings, app.state.db, app.state.blobs = settings, db, blobs
-    for router in (jobs.router, models.router, training.router, plugins.router, keys.router, health.router):
-        app.include_router(router)
+    _include_routers(app)
     install_problem_handlers(app)
     install_openapi(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(MetricsMiddleware)
     return app
+
+
+def _include_routers(app: FastAPI) -> None:
+    for tag, router, _ in ROUTERS:
+        # A router that names the tag itself would otherwise list it twice.
+        app.include_router(router, tags=None if tag in router.tags else [tag])
+    _require_unique_operation_ids([route for _, router, _ in ROUTERS for route in router.routes if isinstance(route, APIRoute)])
+
+
+def _require_unique_operation_ids(routes: list[APIRoute]) -> None:
+    """Two route functions of one name would give two operations one id (FastAPI only
+    warns); a generated client would keep one of them."""
+    seen: dict[str, str] = {}
+    for route in routes:
+        for method in sorted(route.methods):
+            name = operation_id(route)
+            if name in seen:
+                raise RuntimeError(f"operationId {name!r} is used by {seen[name]} and {method} {route.path}: rename a route function")
+            seen[name] = f"{method} {route.path}"

@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
     app.state.settings, app.state.db, app.state.blobs = settings, db, blobs
     _include_routers(app)
     install_problem_handlers(app)
-    install_openapi(app)
+    install_openapi(app, settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(MetricsMiddleware)
     return app

@@ -1,12 +1,12 @@
 """Request dependencies, as Annotated aliases: SessionDep, ApiKeyDep, AdminKeyDep,
-PluginDep, SettingsDep, BlobsDep."""
+PluginDep, SettingsDep, BlobsDep, PageDep."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -16,6 +16,7 @@ from twinlens.contract.registry import get_plugin
 from twinlens.db.session import Database
 from twinlens.services import keys
 from twinlens.services.keys import Principal
+from twinlens.services.paging import PageRequest
 from twinlens.settings import Settings
 
 
@@ -69,3 +70,16 @@ def get_plugin_dep(name: Annotated[str, Path(description="Plugin name, e.g. supp
 
 
 PluginDep = Annotated[Plugin, Depends(get_plugin_dep)]
+
+
+def get_page(
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=500, description="next_cursor from the previous page")] = None,
+) -> PageRequest:
+    """`?limit=&cursor=` of every paginated list; a cursor this API did not hand out is a 422 problem.
+    Declare it after the key dependency, so a caller without access is told that first."""
+    return PageRequest.from_query(min(limit, settings.page_size_limit), cursor)
+
+
+PageDep = Annotated[PageRequest, Depends(get_page)]

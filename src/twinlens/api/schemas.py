@@ -1,17 +1,17 @@
-"""Request bodies and API-only response shapes (job/model/feedback views live in
-services.views, shared with webhook payloads)."""
+"""Request bodies: what the API parses, and how a body becomes a service's request.
+
+Response shapes live in services.views (see its docstring for why): this module holds
+nothing the API answers with.
+"""
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from twinlens.contract.plugin import DatasetOptions
-from twinlens.db.models import TrainingRun
-from twinlens.services.views import ApiKeyView, DeliveryView, FeedbackView, ModelVersionRef, ModelVersionView
+from twinlens.services.training import TrainingRequest
 
 LabelValue = str | list[str] | float
 
@@ -52,38 +52,11 @@ class FeedbackCreate(BaseModel):
     author: str | None = Field(None, max_length=200)
 
 
-class FeedbackList(BaseModel):
-    data: list[FeedbackView]
-
-
-class DeliveryList(BaseModel):
-    data: list[DeliveryView]
-
-
 class ModelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     bundle_path: str = Field(min_length=1, max_length=4096, description="A bundle directory readable by the server and workers")
     scope: Literal["global", "tenant"] = "global"
     activate: bool = False
-
-
-class ModelList(BaseModel):
-    data: list[ModelVersionView]
-
-
-class PluginView(BaseModel):
-    name: str
-    version: str | None = None
-    api_version: int | None = None
-    description: str = ""
-    intended_use: str = ""
-    label_schema: dict[str, Any] | None = None
-    input_schema: dict[str, Any] | None = None
-    error: str | None = Field(None, description="Set when the installed plugin is broken")
-
-
-class PluginList(BaseModel):
-    data: list[PluginView]
 
 
 class KeyCreate(BaseModel):
@@ -93,30 +66,7 @@ class KeyCreate(BaseModel):
     name: str = Field("", max_length=100)
 
 
-class CreatedKey(ApiKeyView):
-    key: str = Field(description="The API key; shown once, stored only as a hash")
-
-
-class KeyList(BaseModel):
-    data: list[ApiKeyView]
-
-
-class TenantView(BaseModel):
-    id: uuid.UUID
-    name: str
-    webhook_secret: str = Field(description="Verifies this tenant's webhooks (Standard Webhooks, whsec_...)")
-
-
-class Health(BaseModel):
-    status: str
-    checks: dict[str, Any] = Field(default_factory=dict)
-    time: datetime | None = None
-
-
 # -- training runs ---------------------------------------------------------------------------
-
-TrainingStatus = Literal["queued", "running", "succeeded", "failed"]
-
 
 class TrainingRunCreate(BaseModel):
     """Train a model on data the server (and its training workers) can read."""
@@ -146,46 +96,7 @@ class TrainingRunCreate(BaseModel):
                             "network: one network exactly as configured")
     time_limit_seconds: float = Field(300.0, ge=10, le=86_400, description="About how long the auto preset may train")
 
-
-class TrainingRunError(BaseModel):
-    field: str | None = None
-    reason: str
-    rows: list[dict[str, Any]] | None = Field(None, description="Bad data rows (line, field, reason), when the data was at fault")
-
-
-class TrainingRunView(BaseModel):
-    id: uuid.UUID
-    plugin: str
-    status: TrainingStatus
-    request: dict[str, Any] = Field(description="What is trained: resolved paths, dataset options, model spec, training config")
-    attempts: int
-    error: TrainingRunError | None
-    model_version: ModelVersionRef | None = Field(description="The registered (inactive) model, once the run succeeded")
-    metrics: dict[str, Any] | None = Field(description="Validation metrics summary; the model version has the full report")
-    created_by_key_id: uuid.UUID | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-class TrainingRunList(BaseModel):
-    data: list[TrainingRunView]
-    next_cursor: str | None = Field(description="Pass as ?cursor= for the next (older) page; null at the end")
-
-
-def training_run_view(run: TrainingRun) -> TrainingRunView:
-    model = run.model_version
-    return TrainingRunView(
-        id=run.id,
-        plugin=run.plugin,
-        status=run.status,
-        request=run.request,
-        attempts=run.attempts,
-        error=TrainingRunError(**run.error) if run.error else None,
-        model_version=ModelVersionRef(id=model.id, version=model.version) if model is not None else None,
-        metrics=run.metrics,
-        created_by_key_id=run.api_key_id,
-        created_at=run.created_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-    )
+    def to_training_request(self) -> TrainingRequest:
+        # Only the dataset options actually sent: unset ones keep the plugin reader's defaults.
+        dataset = self.dataset.model_dump(exclude_unset=True) if self.dataset is not None else {}
+        return TrainingRequest(**self.model_dump(exclude={"dataset"}), dataset=dataset)

@@ -1,18 +1,28 @@
 """Build DatasetOptions, ModelSpec and TrainConfig from a plugin's defaults, an optional
 ``--spec`` JSON file and command-line flags (flags win over the file, the file over the
-plugin's defaults)."""
+plugin's defaults).
+
+The spec and config are resolved by services.training_options, the policy the API's
+training runs apply too; this module only parses flags and words failures as flags.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, get_args
 
-from pydantic import BaseModel, ValidationError
-
 from twinlens.cli.common import UsageProblem, parse_pairs, read_json_file, split_list
+from twinlens.contract.errors import InputError
 from twinlens.contract.plugin import DatasetOptions
 from twinlens.contract.schema import TaskKind
 from twinlens.contract.spec import ModelSpec, TrainConfig
+from twinlens.services.training_options import (
+    ModelChoices,
+    TrainingChoices,
+    UnknownModalities,
+    resolve_model_spec,
+    resolve_train_config,
+)
 
 SPEC_SECTIONS = ("model", "train")
 
@@ -62,29 +72,6 @@ def load_spec_file(path: Path | None) -> dict[str, dict[str, Any]]:
     return {section: data.get(section, {}) for section in SPEC_SECTIONS}
 
 
-def merged(base: BaseModel, overrides: dict[str, Any], what: str) -> Any:
-    """`base` with `overrides` applied, nested objects merged key by key, then re-validated."""
-    data = _deep_merge(base.model_dump(), overrides)
-    try:
-        return type(base).model_validate(data)
-    except ValidationError as exc:
-        raise UsageProblem(f"{what}: {_describe(exc)}") from None
-
-
-def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    result = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict) and key not in ("kwargs", "fusion_options", "config_overrides"):
-            result[key] = _deep_merge(result[key], value)
-        else:
-            result[key] = value
-    return result
-
-
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors())
-
-
 def model_spec(
     base: ModelSpec,
     overrides: dict[str, Any],
@@ -94,26 +81,14 @@ def model_spec(
     text_encoder: str | None = None,
     modalities: list[str] | None = None,
 ) -> ModelSpec:
-    flags: dict[str, Any] = {}
-    if fusion:
-        flags["fusion"] = fusion
-    if image_encoder:
-        flags["image_encoder"] = {"name": image_encoder}
-    if text_encoder:
-        flags["text_encoder"] = {"name": text_encoder}
-    chosen = split_list(modalities)
-    if chosen:
-        flags["modalities"] = chosen
-    spec = merged(base, _deep_merge(overrides, flags), "model spec")
-    _check_modalities(spec)
-    return spec
-
-
-def _check_modalities(spec: ModelSpec) -> None:
-    known = spec.all_modalities()
-    unknown = [name for name in spec.modalities if name not in known]
-    if unknown or not spec.modalities:
-        raise UsageProblem(f"--modalities {','.join(spec.modalities)}: choose from {', '.join(known)}")
+    choices = ModelChoices(fusion=fusion, image_encoder=image_encoder, text_encoder=text_encoder,
+                           modalities=split_list(modalities))
+    try:
+        return resolve_model_spec(base, overrides, choices)
+    except UnknownModalities as exc:
+        raise UsageProblem(f"--modalities {','.join(exc.chosen)}: choose from {', '.join(exc.known)}") from None
+    except InputError as exc:
+        raise UsageProblem(f"model spec: {exc.reason}") from None
 
 
 def train_config(
@@ -125,5 +100,8 @@ def train_config(
     seed: int | None = None,
     progress: bool | None = None,
 ) -> TrainConfig:
-    flags = {name: value for name, value in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed), ("progress", progress)) if value is not None}
-    return merged(base, {**overrides, **flags}, "training config")
+    choices = TrainingChoices(epochs=epochs, batch_size=batch_size, seed=seed, progress=progress)
+    try:
+        return resolve_train_config(base, overrides, choices)
+    except InputError as exc:
+        raise UsageProblem(f"training config: {exc.reason}") from None

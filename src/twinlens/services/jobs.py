@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -24,6 +20,7 @@ from twinlens.queue import publish_predict
 from twinlens.services.errors import Conflict, NotFound, Unprocessable
 from twinlens.services.keys import Principal
 from twinlens.services.models import model_for_new_job
+from twinlens.services.paging import PageRequest, next_cursor
 
 
 @dataclass
@@ -94,30 +91,11 @@ def job_status(session: Session, principal: Principal, job_id: uuid.UUID) -> str
 
 
 def list_jobs(
-    session: Session,
-    principal: Principal,
-    *,
-    limit: int,
-    plugin: str | None = None,
-    status: str | None = None,
-    cursor: str | None = None,
+    session: Session, principal: Principal, page: PageRequest, *, plugin: str | None = None, status: str | None = None,
 ) -> tuple[list[Job], str | None]:
-    after = decode_cursor(cursor) if cursor else None
-    page = JobRepository(session).page(principal.tenant_id, limit=limit, plugin=plugin, status=status, after=after)
-    return page.jobs, encode_cursor(*page.last_key) if page.last_key else None
-
-
-def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
-    payload = json.dumps({"c": created_at.isoformat(), "i": str(job_id)}).encode()
-    return base64.urlsafe_b64encode(payload).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(payload["c"]), uuid.UUID(payload["i"])
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InputError("cursor", "not a cursor this API returned") from exc
+    """One page of the tenant's jobs, newest first, and the cursor of the next page."""
+    result = JobRepository(session).page(principal.tenant_id, limit=page.limit, plugin=plugin, status=status, after=page.after)
+    return result.rows, next_cursor(result)
 
 
 def cancel_job(session: Session, principal: Principal, job_id: uuid.UUID) -> Job:

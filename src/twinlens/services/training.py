@@ -12,7 +12,6 @@ imports this module; the worker does the training itself.
 from __future__ import annotations
 
 import json
-import math
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from twinlens.contract.bundle_files import CONFIG_NAME, FORMAT
@@ -33,15 +32,15 @@ from twinlens.db.models import TrainingRun
 from twinlens.db.repositories import AuditRepository, ModelRepository, TenantRepository, TrainingRunRepository
 from twinlens.db.session import after_commit
 from twinlens.queue import publish_training
-from twinlens.services import models
+from twinlens.services import models, training_options
 from twinlens.services.errors import Conflict, NotFound, ServiceError
-from twinlens.services.jobs import decode_cursor, encode_cursor
+from twinlens.services.json_values import json_safe
 from twinlens.services.keys import Principal
+from twinlens.services.paging import PageRequest, next_cursor
+from twinlens.services.training_options import ModelChoices, TrainingChoices, describe_validation
 from twinlens.settings import Settings
 
 Scope = Literal["global", "tenant"]
-# Replaced wholesale by an override, never merged key by key (their keys are free-form).
-OPAQUE_SPEC_KEYS = ("kwargs", "fusion_options", "config_overrides")
 MAX_ERROR_ROWS = 50
 
 
@@ -177,54 +176,20 @@ def _dataset_options(given: dict[str, Any]) -> dict[str, Any]:
     try:
         options = DatasetOptions.model_validate(given)
     except ValidationError as exc:
-        raise InputError("dataset", _describe(exc)) from None
+        raise InputError("dataset", describe_validation(exc)) from None
     return options.model_dump(mode="json", exclude_unset=True)
 
 
 def resolve_model_spec(plugin: Plugin, request: TrainingRequest) -> ModelSpec:
-    """The plugin's default spec, then `model_spec`, then the named options."""
-    flags: dict[str, Any] = {}
-    if request.fusion:
-        flags["fusion"] = request.fusion
-    if request.image_encoder:
-        flags["image_encoder"] = {"name": request.image_encoder}
-    if request.text_encoder:
-        flags["text_encoder"] = {"name": request.text_encoder}
-    if request.modalities:
-        flags["modalities"] = list(request.modalities)
-    spec = _merged(plugin.default_model_spec(), _deep_merge(request.model_spec or {}, flags), "model_spec")
-    known = spec.all_modalities()
-    if not spec.modalities or any(name not in known for name in spec.modalities):
-        raise InputError("modalities", f"{spec.modalities}: choose from {', '.join(known)}")
-    return spec
+    choices = ModelChoices(fusion=request.fusion, image_encoder=request.image_encoder,
+                           text_encoder=request.text_encoder, modalities=request.modalities)
+    return training_options.resolve_model_spec(plugin.default_model_spec(), request.model_spec, choices)
 
 
 def resolve_train_config(plugin: Plugin, request: TrainingRequest) -> TrainConfig:
-    named = {"epochs": request.epochs, "batch_size": request.batch_size, "seed": request.seed}
-    overrides = {**(request.train_config or {}), **{k: v for k, v in named.items() if v is not None}}
     # Progress bars would only fill a worker's log.
-    return _merged(plugin.training_defaults(), {**overrides, "progress": False}, "train_config")
-
-
-def _merged(base: BaseModel, overrides: dict[str, Any], field_name: str) -> Any:
-    try:
-        return type(base).model_validate(_deep_merge(base.model_dump(mode="json"), overrides))
-    except ValidationError as exc:
-        raise InputError(field_name, _describe(exc)) from None
-
-
-def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    result = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict) and key not in OPAQUE_SPEC_KEYS:
-            result[key] = _deep_merge(result[key], value)
-        else:
-            result[key] = value
-    return result
-
-
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in error['loc']) or '(root)'}: {error['msg']}" for error in exc.errors())
+    choices = TrainingChoices(epochs=request.epochs, batch_size=request.batch_size, seed=request.seed, progress=False)
+    return training_options.resolve_train_config(plugin.training_defaults(), request.train_config, choices)
 
 
 def _given_overrides(request: TrainingRequest) -> dict[str, Any]:
@@ -244,13 +209,13 @@ def get_run(session: Session, principal: Principal, run_id: uuid.UUID) -> Traini
 
 
 def list_runs(
-    session: Session, principal: Principal, *, limit: int, plugin: str | None = None,
-    status: str | None = None, cursor: str | None = None,
+    session: Session, principal: Principal, page: PageRequest, *, plugin: str | None = None, status: str | None = None,
 ) -> tuple[list[TrainingRun], str | None]:
+    """One page of the tenant's training runs, newest first, and the cursor of the next page."""
     principal.require_admin()
-    after = decode_cursor(cursor) if cursor else None
-    page = TrainingRunRepository(session).page(principal.tenant_id, limit=limit, plugin=plugin, status=status, after=after)
-    return page.runs, encode_cursor(*page.last_key) if page.last_key else None
+    repo = TrainingRunRepository(session)
+    result = repo.page(principal.tenant_id, limit=page.limit, plugin=plugin, status=status, after=page.after)
+    return result.rows, next_cursor(result)
 
 
 # -- the worker's side ----------------------------------------------------------------------
@@ -348,18 +313,7 @@ def metrics_summary(outcome: TrainingOutcome) -> dict[str, Any]:
         "data_rows": outcome.data_rows,
         "skipped_rows": outcome.skipped_rows,
     }
-    return _finite(summary)
-
-
-def _finite(value: Any) -> Any:
-    """JSON columns take no NaN or infinity (PostgreSQL refuses them): they become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
+    return json_safe(summary)  # a JSON column: PostgreSQL refuses NaN
 
 
 def describe_failure(exc: BaseException) -> dict[str, Any]:

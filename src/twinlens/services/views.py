@@ -1,7 +1,13 @@
-"""JSON representations of jobs, results, models, feedback and deliveries.
+"""Every response shape of the API, and the functions that render database rows as them.
 
-Shared by the API (response models) and the worker (webhook payloads), so a webhook
-carries what `GET /v1/jobs/{id}` shows (less the submitted texts).
+Their one home is here, in services, not in api/schemas.py: the worker's webhooks (a
+service) send the very JobView that `GET /v1/jobs/{id}` answers (less the submitted
+texts), and services may not import the api. So the dependency runs one way: the api
+imports these views; api/schemas.py holds only what the API parses (request bodies).
+
+Routes render the rows a service returns with the `*_view` functions below. A use case
+whose answer is more than rows renders it itself and returns the view: a submitted job
+(rendered before its commit), readiness checks, the plugin listing.
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from twinlens.db.models import ApiKey, Feedback, Job, ModelVersion, Result, WebhookDelivery
+from twinlens.db.models import ApiKey, Feedback, Job, ModelVersion, Result, TrainingRun, WebhookDelivery
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+TrainingStatus = Literal["queued", "running", "succeeded", "failed"]
 
 
 class _View(BaseModel):
@@ -114,6 +121,79 @@ class ApiKeyView(_View):
     revoked_at: datetime | None
 
 
+class FeedbackList(BaseModel):
+    data: list[FeedbackView]
+
+
+class DeliveryList(BaseModel):
+    data: list[DeliveryView]
+
+
+class ModelList(BaseModel):
+    data: list[ModelVersionView]
+
+
+class CreatedKey(ApiKeyView):
+    key: str = Field(description="The API key; shown once, stored only as a hash")
+
+
+class KeyList(BaseModel):
+    data: list[ApiKeyView]
+
+
+class TenantView(BaseModel):
+    id: uuid.UUID
+    name: str
+    webhook_secret: str = Field(description="Verifies this tenant's webhooks (Standard Webhooks, whsec_...)")
+
+
+class PluginView(BaseModel):
+    name: str
+    version: str | None = None
+    api_version: int | None = None
+    description: str = ""
+    intended_use: str = ""
+    label_schema: dict[str, Any] | None = None
+    input_schema: dict[str, Any] | None = None
+    error: str | None = Field(None, description="Set when the installed plugin is broken")
+
+
+class PluginList(BaseModel):
+    data: list[PluginView]
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, Any] = Field(default_factory=dict)
+    time: datetime | None = None
+
+
+class TrainingRunError(BaseModel):
+    field: str | None = None
+    reason: str
+    rows: list[dict[str, Any]] | None = Field(None, description="Bad data rows (line, field, reason), when the data was at fault")
+
+
+class TrainingRunView(BaseModel):
+    id: uuid.UUID
+    plugin: str
+    status: TrainingStatus
+    request: dict[str, Any] = Field(description="What is trained: resolved paths, dataset options, model spec, training config")
+    attempts: int
+    error: TrainingRunError | None
+    model_version: ModelVersionRef | None = Field(description="The registered (inactive) model, once the run succeeded")
+    metrics: dict[str, Any] | None = Field(description="Validation metrics summary; the model version has the full report")
+    created_by_key_id: uuid.UUID | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TrainingRunList(BaseModel):
+    data: list[TrainingRunView]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next (older) page; null at the end")
+
+
 def model_ref(model: ModelVersion) -> ModelVersionRef:
     return ModelVersionRef(id=model.id, version=model.version)
 
@@ -187,4 +267,26 @@ def key_view(key: ApiKey) -> ApiKeyView:
         created_at=key.created_at,
         last_used_at=key.last_used_at,
         revoked_at=key.revoked_at,
+    )
+
+
+def created_key_view(key: ApiKey, plain: str) -> CreatedKey:
+    return CreatedKey(**key_view(key).model_dump(), key=plain)
+
+
+def training_run_view(run: TrainingRun) -> TrainingRunView:
+    model = run.model_version
+    return TrainingRunView(
+        id=run.id,
+        plugin=run.plugin,
+        status=run.status,
+        request=run.request,
+        attempts=run.attempts,
+        error=TrainingRunError(**run.error) if run.error else None,
+        model_version=model_ref(model) if model is not None else None,
+        metrics=run.metrics,
+        created_by_key_id=run.api_key_id,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
     )

@@ -12,10 +12,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from twinlens import queue
 from twinlens.api.deps import DatabaseDep
 from twinlens.api.problems import problem_response, problem_responses
-from twinlens.api.schemas import Health
 from twinlens.db.repositories import JobRepository, ModelRepository
 from twinlens.db.session import Database
 from twinlens.services.metrics import QUEUE_DEPTH
+from twinlens.services.views import Health
 
 router = APIRouter(tags=["health"])
 

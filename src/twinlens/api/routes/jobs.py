@@ -12,11 +12,11 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from twinlens.api.deps import ApiKeyDep, BlobsDep, DatabaseDep, PluginDep, SessionDep, SettingsDep
+from twinlens.api.deps import ApiKeyDep, BlobsDep, DatabaseDep, PageDep, PluginDep, SessionDep, SettingsDep
 from twinlens.api.job_requests import fetch_url_image, read_job_request
 from twinlens.api.openapi_docs import JOB_REQUEST_BODY
 from twinlens.api.problems import problem_responses
-from twinlens.api.schemas import DeliveryList, FeedbackCreate, FeedbackList
+from twinlens.api.schemas import FeedbackCreate
 from twinlens.blobs import LocalBlobStore
 from twinlens.contract.plugin import Plugin
 from twinlens.db.models import FINISHED_STATUSES
@@ -25,7 +25,17 @@ from twinlens.services import jobs, webhooks
 from twinlens.services.inputs import SubmittedInputs, request_fingerprint, validate_inputs
 from twinlens.services.keys import Principal
 from twinlens.services.netguard import check_url
-from twinlens.services.views import FeedbackView, JobList, JobStatus, JobView, delivery_view, feedback_view, job_view
+from twinlens.services.views import (
+    DeliveryList,
+    FeedbackList,
+    FeedbackView,
+    JobList,
+    JobStatus,
+    JobView,
+    delivery_view,
+    feedback_view,
+    job_view,
+)
 from twinlens.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["jobs"], responses=problem_responses(400, 401, 422))
@@ -128,16 +138,12 @@ def get_job(job_id: JobId, principal: ApiKeyDep, session: SessionDep) -> JobView
 def list_jobs(
     principal: ApiKeyDep,
     session: SessionDep,
-    settings: SettingsDep,
+    page: PageDep,
     plugin: Annotated[str | None, Query(max_length=100)] = None,
     status: JobStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=500, description="next_cursor from the previous page")] = None,
 ) -> JobList:
-    page, next_cursor = jobs.list_jobs(
-        session, principal, limit=min(limit, settings.page_size_limit), plugin=plugin, status=status, cursor=cursor
-    )
-    return JobList(data=[job_view(job) for job in page], next_cursor=next_cursor)
+    jobs_page, next_cursor = jobs.list_jobs(session, principal, page, plugin=plugin, status=status)
+    return JobList(data=[job_view(job) for job in jobs_page], next_cursor=next_cursor)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobView, summary="Cancel a queued job", responses=problem_responses(404, 409))

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Response
 
 from twinlens.api.deps import AdminKeyDep, ApiKeyDep, SessionDep
 from twinlens.api.problems import problem_responses
-from twinlens.api.schemas import CreatedKey, KeyCreate, KeyList, TenantView
+from twinlens.api.schemas import KeyCreate
 from twinlens.services import keys
-from twinlens.services.views import key_view
+from twinlens.services.views import CreatedKey, KeyList, TenantView, created_key_view, key_view
 
 router = APIRouter(prefix="/v1", tags=["keys"], responses=problem_responses(400, 401, 422))
 
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1", tags=["keys"], responses=problem_responses(400,
 @router.post("/keys", status_code=201, response_model=CreatedKey, summary="Create an API key (admin)", responses=problem_responses(403))
 def create_key(body: KeyCreate, principal: AdminKeyDep, session: SessionDep) -> CreatedKey:
     record, plain = keys.create_key(session, body.tenant, admin=body.admin, name=body.name)
-    return CreatedKey(**key_view(record).model_dump(), key=plain)
+    return created_key_view(record, plain)
 
 
 @router.get("/keys", response_model=KeyList, summary="List API keys (admin)", responses=problem_responses(403))

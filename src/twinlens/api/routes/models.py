@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query
 
 from twinlens.api.deps import AdminKeyDep, ApiKeyDep, SessionDep
 from twinlens.api.problems import problem_responses
-from twinlens.api.schemas import ModelCreate, ModelList
+from twinlens.api.schemas import ModelCreate
 from twinlens.services import models
-from twinlens.services.views import ModelVersionView, model_view
+from twinlens.services.views import ModelList, ModelVersionView, model_view
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_responses(400, 401, 422))
 

@@ -8,9 +8,9 @@ from fastapi import APIRouter
 
 from twinlens.api.deps import PluginDep
 from twinlens.api.problems import problem_responses
-from twinlens.api.schemas import PluginList, PluginView
 from twinlens.contract.errors import PluginError
 from twinlens.contract.registry import default_registry
+from twinlens.services.views import PluginList, PluginView
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/plugins", tags=["plugins"])

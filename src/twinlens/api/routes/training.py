@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from twinlens.api.deps import AdminKeyDep, SessionDep, SettingsDep
+from twinlens.api.deps import AdminKeyDep, PageDep, SessionDep
 from twinlens.api.problems import problem_responses
-from twinlens.api.schemas import TrainingRunCreate, TrainingRunList, TrainingRunView, TrainingStatus, training_run_view
+from twinlens.api.schemas import TrainingRunCreate
 from twinlens.services import training
+from twinlens.services.views import TrainingRunList, TrainingRunView, TrainingStatus, training_run_view
 
 router = APIRouter(prefix="/v1/training-runs", tags=["training"], responses=problem_responses(400, 401, 403, 422))
 
@@ -23,9 +24,7 @@ router = APIRouter(prefix="/v1/training-runs", tags=["training"], responses=prob
     },
 )
 def create_training_run(body: TrainingRunCreate, response: Response, principal: AdminKeyDep, session: SessionDep) -> TrainingRunView:
-    fields = body.model_dump(exclude={"dataset"})
-    dataset = body.dataset.model_dump(exclude_unset=True) if body.dataset is not None else {}
-    run = training.submit_run(session, principal, training.TrainingRequest(**fields, dataset=dataset))
+    run = training.submit_run(session, principal, body.to_training_request())
     response.headers["Location"] = f"/v1/training-runs/{run.id}"
     return training_run_view(run)
 
@@ -39,13 +38,9 @@ def get_training_run(run_id: uuid.UUID, principal: AdminKeyDep, session: Session
 def list_training_runs(
     principal: AdminKeyDep,
     session: SessionDep,
-    settings: SettingsDep,
+    page: PageDep,
     plugin: Annotated[str | None, Query(max_length=100)] = None,
     status: TrainingStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=500, description="next_cursor from the previous page")] = None,
 ) -> TrainingRunList:
-    runs, next_cursor = training.list_runs(
-        session, principal, limit=min(limit, settings.page_size_limit), plugin=plugin, status=status, cursor=cursor
-    )
+    runs, next_cursor = training.list_runs(session, principal, page, plugin=plugin, status=status)
     return TrainingRunList(data=[training_run_view(run) for run in runs], next_cursor=next_cursor)

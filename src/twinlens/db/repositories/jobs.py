@@ -2,62 +2,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select, update
 
 from twinlens.db.models import FINISHED_STATUSES, Feedback, Job, Result
+from twinlens.db.repositories.tenant_owned import TenantOwnedRepository
 
 
-@dataclass
-class JobPage:
-    jobs: list[Job]
-    # (created_at, id) of the last job when more may follow.
-    last_key: tuple[datetime, uuid.UUID] | None
-
-
-class JobRepository:
-    def __init__(self, session: Session):
-        self.session = session
+class JobRepository(TenantOwnedRepository[Job]):
+    entity = Job
 
     # -- reads --------------------------------------------------------------------------
-    def get(self, job_id: uuid.UUID) -> Job | None:
-        return self.session.get(Job, job_id)
-
-    def get_for_tenant(self, job_id: uuid.UUID, tenant_id: uuid.UUID) -> Job | None:
-        return self.session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
-
     def many(self, job_ids: Sequence[uuid.UUID]) -> list[Job]:
         return list(self.session.scalars(select(Job).where(Job.id.in_(job_ids))))
 
     def by_idempotency_key(self, tenant_id: uuid.UUID, key: str) -> Job | None:
         return self.session.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
-
-    def page(
-        self,
-        tenant_id: uuid.UUID,
-        *,
-        limit: int,
-        plugin: str | None = None,
-        status: str | None = None,
-        after: tuple[datetime, uuid.UUID] | None = None,
-    ) -> JobPage:
-        """Newest first, keyset-paginated on (created_at, id) so pages never skip or repeat."""
-        query = select(Job).where(Job.tenant_id == tenant_id)
-        if plugin:
-            query = query.where(Job.plugin == plugin)
-        if status:
-            query = query.where(Job.status == status)
-        if after is not None:
-            created, last_id = after
-            query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < last_id)))
-        rows = list(self.session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return JobPage(rows, (rows[-1].created_at, rows[-1].id) if more and rows else None)
 
     def count_by_status(self) -> dict[str, int]:
         rows = self.session.execute(select(Job.status, func.count()).group_by(Job.status))

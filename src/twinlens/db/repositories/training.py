@@ -1,62 +1,21 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
 
 from twinlens.db.models import TrainingRun
+from twinlens.db.repositories.tenant_owned import TenantOwnedRepository
 
 OPEN_STATUSES = ("queued", "running")
 
 
-@dataclass
-class TrainingRunPage:
-    runs: list[TrainingRun]
-    # (created_at, id) of the last run when more may follow.
-    last_key: tuple[datetime, uuid.UUID] | None
-
-
-class TrainingRunRepository:
-    def __init__(self, session: Session):
-        self.session = session
+class TrainingRunRepository(TenantOwnedRepository[TrainingRun]):
+    entity = TrainingRun
 
     # -- reads --------------------------------------------------------------------------
-    def get(self, run_id: uuid.UUID) -> TrainingRun | None:
-        return self.session.get(TrainingRun, run_id)
-
-    def get_for_tenant(self, run_id: uuid.UUID, tenant_id: uuid.UUID) -> TrainingRun | None:
-        query = select(TrainingRun).where(TrainingRun.id == run_id, TrainingRun.tenant_id == tenant_id)
-        return self.session.scalar(query)
-
-    def page(
-        self,
-        tenant_id: uuid.UUID,
-        *,
-        limit: int,
-        plugin: str | None = None,
-        status: str | None = None,
-        after: tuple[datetime, uuid.UUID] | None = None,
-    ) -> TrainingRunPage:
-        """Newest first, keyset-paginated on (created_at, id) like the jobs list."""
-        query = select(TrainingRun).where(TrainingRun.tenant_id == tenant_id)
-        if plugin:
-            query = query.where(TrainingRun.plugin == plugin)
-        if status:
-            query = query.where(TrainingRun.status == status)
-        if after is not None:
-            created, last_id = after
-            query = query.where(or_(TrainingRun.created_at < created,
-                                    and_(TrainingRun.created_at == created, TrainingRun.id < last_id)))
-        order = (TrainingRun.created_at.desc(), TrainingRun.id.desc())
-        rows = list(self.session.scalars(query.order_by(*order).limit(limit + 1)))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return TrainingRunPage(rows, (rows[-1].created_at, rows[-1].id) if more and rows else None)
-
     def open_runs(self) -> list[TrainingRun]:
         """Queued and running runs (few at any time: training is admin-initiated)."""
         return list(self.session.scalars(select(TrainingRun).where(TrainingRun.status.in_(OPEN_STATUSES))))

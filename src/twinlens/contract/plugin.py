@@ -88,6 +88,25 @@ class Plugin(ABC):
     def training_defaults(self) -> TrainConfig:
         return TrainConfig()
 
+    # -- uploads ------------------------------------------------------------------------
+    def accepted_media_types(self) -> tuple[str, ...]:
+        """The media types an uploaded image may be: those the input schema declares."""
+        image = self.input_schema().image
+        return tuple(image.media_types) if image is not None else ()
+
+    def check_image_format(self, data: bytes, *, max_pixels: int) -> str:
+        """Sniff an uploaded image's real format from its bytes and check it can be read.
+
+        Returns its media type (one of `accepted_media_types()`); raises InputError: 415
+        for a format not accepted, 413 for too many pixels, 422 for corrupt data. Called
+        by the API before `sanitize` and before anything is stored, so it must be cheap
+        and torch-free. The default reads what PIL reads (PNG, JPEG, WebP...); a plugin
+        with formats of its own (DICOM) checks those and leaves the rest to this.
+        """
+        from twinlens.contract.uploads import check_picture
+
+        return check_picture(data, self.accepted_media_types(), max_pixels=max_pixels)
+
     # -- preprocessing ------------------------------------------------------------------
     def load_image(self, data: bytes, media_type: str | None = None) -> "Image.Image":
         """Decode image bytes (EXIF orientation honoured, pixel limit enforced)."""
@@ -111,7 +130,12 @@ class Plugin(ABC):
         return raw
 
     def prepare(self, raw: RawInput) -> Sample:
-        """Turn a job's raw inputs into a Sample; raises InputError naming the bad field."""
+        """Turn a job's raw inputs into a Sample; raises InputError naming the bad field.
+
+        In the service the inputs are what `sanitize` returned (the API stores nothing
+        else); from the CLI they are as read from disk. So prepare must not rely on
+        sanitize having run, nor repeat its work where sanitize is expensive.
+        """
         from twinlens.contract.errors import InputError
 
         image = self.load_image(raw.image_bytes, raw.media_type) if raw.image_bytes else None

@@ -28,6 +28,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from twinlens.contract.errors import InputError
+from twinlens_chest_xray.dicom_io import read_dicom
 
 REMOVE, EMPTY, DUMMY, UID, SHIFT, KEEP = "X", "Z", "D", "U", "S", "K"
 
@@ -192,20 +193,6 @@ def _record(ds: Dataset) -> None:
         item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
         codes.append(item)
     ds.DeidentificationMethodCodeSequence = Sequence(codes)
-
-
-def is_dicom(data: bytes, media_type: str | None = None) -> bool:
-    if len(data) >= 132 and data[128:132] == b"DICM":
-        return True
-    return (media_type or "").split(";")[0].strip().lower() in ("application/dicom", "application/dicom+octet-stream")
-
-
-def read_dicom(data: bytes) -> Dataset:
-    """Parse DICOM bytes; a file without the 128-byte preamble is accepted too."""
-    try:
-        return pydicom.dcmread(io.BytesIO(data), force=True)
-    except Exception as exc:  # pydicom raises many kinds on garbage; all mean the same here
-        raise InputError("image", f"not a readable DICOM file: {exc}", status=415) from exc
 
 
 def deidentify_dicom_bytes(data: bytes, deidentifier: Deidentifier | None = None) -> bytes:

@@ -1,13 +1,19 @@
-"""DICOM pixels to a display-ready greyscale array, following the DICOM display pipeline:
-stored values (BitsStored masked by pydicom) -> modality LUT (rescale slope/intercept or
-Modality LUT Sequence) -> VOI LUT Sequence or window centre/width -> MONOCHROME1 inverted,
-so that bright always means dense, as on a MONOCHROME2 display."""
+"""Reading DICOM: recognising it, parsing it, checking an upload from its header, and
+turning its pixels into a display-ready greyscale array.
+
+The display pipeline follows DICOM's: stored values (BitsStored masked by pydicom) ->
+modality LUT (rescale slope/intercept or Modality LUT Sequence) -> VOI LUT Sequence or
+window centre/width -> MONOCHROME1 inverted, so that bright always means dense, as on a
+MONOCHROME2 display.
+"""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 
 import numpy as np
+import pydicom
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_voi, get_decoder
@@ -16,7 +22,39 @@ from pydicom.uid import UID, ImplicitVRLittleEndian
 from twinlens.contract.errors import InputError
 from twinlens.contract.images import DEFAULT_MAX_PIXELS
 
+DICOM_MEDIA_TYPE = "application/dicom"
+DICOM_MEDIA_TYPES = (DICOM_MEDIA_TYPE, "application/dicom+octet-stream")
 GREY_PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2")
+
+
+def is_dicom(data: bytes, media_type: str | None = None) -> bool:
+    """A Part 10 file by its magic bytes, or bytes the caller declared to be DICOM (a bare
+    data set has no preamble to sniff)."""
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return True
+    return (media_type or "").split(";")[0].strip().lower() in DICOM_MEDIA_TYPES
+
+
+def read_dicom(data: bytes) -> Dataset:
+    """Parse DICOM bytes; a file without the 128-byte preamble is accepted too."""
+    try:
+        return pydicom.dcmread(io.BytesIO(data), force=True)
+    except Exception as exc:  # pydicom raises many kinds on garbage; all mean the same here
+        raise InputError("image", f"not a readable DICOM file: {exc}", status=415) from exc
+
+
+def check_dicom_upload(data: bytes, *, max_pixels: int) -> None:
+    """Raise InputError unless the header parses and its frames hold at most `max_pixels`.
+
+    Reads the tags only (the pixel data is neither read nor decoded), so an upload is
+    judged before any of its pixel data is touched."""
+    try:
+        header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        pixels = int(header.Rows) * int(header.Columns) * int(getattr(header, "NumberOfFrames", 1) or 1)
+    except Exception as exc:  # pydicom raises many types for malformed files
+        raise InputError("image", f"not a readable DICOM file: {exc}", status=422) from exc
+    if pixels > max_pixels:
+        raise InputError("image", f"{pixels} pixels exceeds the limit of {max_pixels}", status=413)
 
 
 @dataclass

@@ -11,12 +11,13 @@ from PIL import Image, ImageOps
 from twinlens.contract.errors import InputError
 from twinlens.contract.images import DEFAULT_MAX_PIXELS, open_image
 from twinlens_chest_xray import gate
-from twinlens_chest_xray.deid import is_dicom, read_dicom
-from twinlens_chest_xray.dicom_io import dicom_info, display_array
+from twinlens_chest_xray.dicom_io import dicom_info, display_array, is_dicom, read_dicom
 
 # Images are kept at most this large after loading: plenty for models of 128-448 px,
 # and it keeps a few thousand samples in memory.
 WORKING_SIZE = 512
+# Modes a PNG stores without loss; pictures in any other mode are kept as RGB.
+STORABLE_MODES = ("L", "I;16", "I", "RGB", "RGBA", "LA")
 
 
 @dataclass
@@ -28,12 +29,16 @@ class Radiograph:
 
 
 def load_radiograph(data: bytes, media_type: str | None = None, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                    working_size: int | None = WORKING_SIZE) -> Radiograph:
-    """Decode, normalise and gate one image; InputError when it is no chest radiograph."""
+                    working_size: int | None = WORKING_SIZE, as_stored: bool = False) -> Radiograph:
+    """Decode, normalise and gate one image; InputError when it is no chest radiograph.
+
+    `as_stored`: read a PNG/JPEG in the mode `strip_picture_metadata` stores it in, so a
+    job's picture gives the same pixels whether or not it went through sanitize() first.
+    """
     if is_dicom(data, media_type):
         grey, source, doubts, header = _from_dicom(data, max_pixels)
     else:
-        grey, source, doubts, header = _from_picture(data, max_pixels)
+        grey, source, doubts, header = _from_picture(data, max_pixels, as_stored)
     doubts += gate.check_geometry_and_contrast(grey)
     return Radiograph(image=to_pil(grey, working_size), source=source, doubts=doubts, dicom=header)
 
@@ -50,7 +55,19 @@ def _from_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, str, list[str
     return grey, "dicom", doubts, header
 
 
-def _from_picture(data: bytes, max_pixels: int) -> tuple[np.ndarray, str, list[str], dict[str, object]]:
+def _from_picture(data: bytes, max_pixels: int, as_stored: bool) -> tuple[np.ndarray, str, list[str], dict[str, object]]:
+    image, source = decode_picture(data, max_pixels)
+    if as_stored:
+        image = storable(image)
+    doubts: list[str] = []
+    if image.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV"):
+        doubts += gate.check_colour(np.asarray(image.convert("RGB")))
+    return grey_array(image), source, doubts, {}
+
+
+def decode_picture(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, str]:
+    """PNG/JPEG bytes -> the decoded picture, upright (EXIF orientation applied), and the
+    format it was decoded from ("png", "jpeg"...; the upright copy no longer knows)."""
     image = open_image(data, max_pixels=max_pixels)
     source = (image.format or "image").lower()
     try:
@@ -58,10 +75,12 @@ def _from_picture(data: bytes, max_pixels: int) -> tuple[np.ndarray, str, list[s
         image = ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError) as exc:
         raise InputError("image", f"corrupt image data: {exc}", status=422) from exc
-    doubts: list[str] = []
-    if image.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV"):
-        doubts += gate.check_colour(np.asarray(image.convert("RGB")))
-    return grey_array(image), source, doubts, {}
+    return image, source
+
+
+def storable(image: Image.Image) -> Image.Image:
+    """The picture in a mode a PNG holds without loss (anything else becomes RGB)."""
+    return image if image.mode in STORABLE_MODES else image.convert("RGB")
 
 
 def grey_array(image: Image.Image) -> np.ndarray:
@@ -84,14 +103,7 @@ def to_pil(grey: np.ndarray, working_size: int | None = WORKING_SIZE) -> Image.I
 def strip_picture_metadata(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[bytes, str]:
     """Re-encode a PNG/JPEG as a bare PNG: EXIF, comments and text chunks (which can hold
     names and dates) are dropped; pixels and bit depth are kept, orientation applied."""
-    image = open_image(data, max_pixels=max_pixels)
-    try:
-        image.load()
-        image = ImageOps.exif_transpose(image)
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError("image", f"corrupt image data: {exc}", status=422) from exc
-    if image.mode not in ("L", "I;16", "I", "RGB", "RGBA", "LA"):
-        image = image.convert("RGB")
+    image = storable(decode_picture(data, max_pixels)[0])
     clean = Image.new(image.mode, image.size)
     clean.frombytes(image.tobytes())
     out = io.BytesIO()

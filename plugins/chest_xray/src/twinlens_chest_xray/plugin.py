@@ -16,10 +16,12 @@ from twinlens.contract.prediction import Prediction
 from twinlens.contract.sample import Sample
 from twinlens.contract.schema import ImageInput, InputSchema, LabelSchema, TextField
 from twinlens.contract.spec import ImageEncoderSpec, ModelSpec, TextEncoderSpec, TrainConfig
+from twinlens.contract.uploads import check_picture
 from twinlens_chest_xray import decide as decision
 from twinlens_chest_xray import labels, reports
 from twinlens_chest_xray.datasets import Reader
-from twinlens_chest_xray.deid import deidentify_dicom_bytes, is_dicom
+from twinlens_chest_xray.deid import deidentify_dicom_bytes
+from twinlens_chest_xray.dicom_io import DICOM_MEDIA_TYPE, check_dicom_upload, is_dicom
 from twinlens_chest_xray.imaging import load_radiograph, strip_picture_metadata
 from twinlens_chest_xray.phi_text import scrub_text
 
@@ -49,7 +51,7 @@ class ChestXrayPlugin(Plugin):
 
     def input_schema(self) -> InputSchema:
         return InputSchema(
-            image=ImageInput(media_types=("application/dicom", "image/png", "image/jpeg"),
+            image=ImageInput(media_types=(DICOM_MEDIA_TYPE, "image/png", "image/jpeg"),
                              description="Frontal chest radiograph: DICOM (CR/DX), or 8/16-bit greyscale PNG/JPEG."),
             texts=(TextField(name=REPORT, description="Radiology report (FINDINGS/IMPRESSION sections parsed when present)."),
                    TextField(name=HISTORY, description="Clinical history or indication.")),
@@ -73,19 +75,24 @@ class ChestXrayPlugin(Plugin):
         return TrainConfig(epochs=20, batch_size=32, lr=2e-3, patience=6, monitor="findings.auroc", val_fraction=0.25,
                            modality_dropout=0.4, uncertain_policy="ignore")
 
-    # -- privacy and preprocessing --------------------------------------------------------
+    # -- uploads, privacy and preprocessing -----------------------------------------------
+    def check_image_format(self, data: bytes, *, max_pixels: int) -> str:
+        """DICOM by its magic bytes, its header read (the pixels counted, not decoded);
+        PNG/JPEG by their headers. Neither is decoded here: sanitize() decodes every
+        pixel right after this check, and reports corrupt data as this check would."""
+        if is_dicom(data):
+            check_dicom_upload(data, max_pixels=max_pixels)
+            return DICOM_MEDIA_TYPE
+        return check_picture(data, self.accepted_media_types(), max_pixels=max_pixels, verify_pixels=False)
+
     def sanitize(self, raw: RawInput) -> RawInput:
         """PHI out of everything: DICOM tags de-identified (PS3.15 basic profile), PNG/JPEG
         metadata dropped, texts and string metadata scrubbed. Call before storing anything."""
         image, media_type = raw.image_bytes, raw.media_type
         if image:
-            if is_dicom(image, media_type):
-                image, media_type = deidentify_dicom_bytes(image), "application/dicom"
-            else:
-                image, media_type = strip_picture_metadata(image)
-        texts = {name: scrub_text(text) for name, text in raw.texts.items()}
-        metadata = {key: scrub_text(value) if isinstance(value, str) else value for key, value in raw.metadata.items()}
-        return RawInput(image_bytes=image, media_type=media_type, texts=texts, metadata=metadata)
+            image, media_type = _without_identifying_metadata(image, media_type)
+        return RawInput(image_bytes=image, media_type=media_type, texts=_scrubbed_texts(raw.texts),
+                        metadata=_scrubbed_metadata(raw.metadata))
 
     def load_image(self, data: bytes, media_type: str | None = None) -> "Image.Image":
         return load_radiograph(data, media_type).image
@@ -97,14 +104,18 @@ class ChestXrayPlugin(Plugin):
         return reports.model_text(text) if name == REPORT else " ".join(text.split())
 
     def prepare(self, raw: RawInput) -> Sample:
-        clean = self.sanitize(raw)
-        radiograph = load_radiograph(clean.image_bytes, clean.media_type) if clean.image_bytes else None
-        texts = {name: self.clean_text(name, clean.texts.get(name)) for name in (REPORT, HISTORY)}
+        # No sanitize() here: in the service the API stored sanitized inputs already, and
+        # re-encoding the image would only decode it once more, while just its pixels are
+        # kept (read in the mode sanitize stores them in). Texts and metadata are scrubbed
+        # again, which is cheap, because inputs from the CLI were never sanitized.
+        scrubbed = _scrubbed_texts(raw.texts)
+        radiograph = load_radiograph(raw.image_bytes, raw.media_type, as_stored=True) if raw.image_bytes else None
+        texts = {name: self.clean_text(name, scrubbed.get(name)) for name in (REPORT, HISTORY)}
         if radiograph is None and not any(texts.values()):
             raise InputError("inputs", "neither an image nor a report or history was given")
         doubts = radiograph.doubts if radiograph else []
-        extras = {"input_doubts": doubts, **report_extras(clean.texts.get(REPORT))}
-        meta = {**clean.metadata, "input_doubts": doubts, "extras": extras}
+        extras = {"input_doubts": doubts, **report_extras(scrubbed.get(REPORT))}
+        meta = {**_scrubbed_metadata(raw.metadata), "input_doubts": doubts, "extras": extras}
         if radiograph is not None:
             meta["image_source"], meta["dicom"] = radiograph.source, radiograph.dicom
         return Sample(image=radiograph.image if radiograph else None, texts=texts, meta=meta)
@@ -126,6 +137,20 @@ class ChestXrayPlugin(Plugin):
     # -- decision -------------------------------------------------------------------------
     def decide(self, prediction: Prediction) -> dict[str, Any]:
         return decision.decide(prediction, self.policy, self.version)
+
+
+def _without_identifying_metadata(image: bytes, media_type: str | None) -> tuple[bytes, str]:
+    if is_dicom(image, media_type):
+        return deidentify_dicom_bytes(image), DICOM_MEDIA_TYPE
+    return strip_picture_metadata(image)
+
+
+def _scrubbed_texts(texts: dict[str, str | None]) -> dict[str, str | None]:
+    return {name: scrub_text(text) for name, text in texts.items()}
+
+
+def _scrubbed_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    return {key: scrub_text(value) if isinstance(value, str) else value for key, value in metadata.items()}
 
 
 def report_extras(report: str | None) -> dict[str, Any]:

@@ -19,10 +19,10 @@ from typing import Any
 
 from twinlens.contract.prediction import HeadPrediction, Prediction
 
+from twinlens_support_ticket.faults import FAULT_SPECS, SAFETY_FAULT, FaultSpec, check_fault_table, fault_spec
 from twinlens_support_ticket.product import RETURN_WINDOW_DAYS, ProductInfo, product_from_extras
 from twinlens_support_ticket.safety import hazard_mentions
 
-ACTIONS = ("self_help_article", "replace_part", "repair_rma", "replace_unit", "escalate_safety")
 ACTION_TEXT = {
     "self_help_article": "Send the matching self-help article",
     "replace_part": "Ship a replacement part",
@@ -30,41 +30,15 @@ ACTION_TEXT = {
     "replace_unit": "Replace the unit",
     "escalate_safety": "Escalate to product safety now; tell the customer to stop using and charging the device",
 }
-BASE_ACTION = {
-    "cracked_screen": "replace_part",
-    "water_damage": "repair_rma",
-    "swollen_battery": "escalate_safety",
-    "broken_port": "repair_rma",
-    "cosmetic_damage": "self_help_article",
-    "missing_part": "replace_part",
-    "software_error": "self_help_article",
-    "no_visible_fault": "self_help_article",
-}
-TEAM = {
-    "cracked_screen": "hardware_repair",
-    "water_damage": "hardware_repair",
-    "swollen_battery": "product_safety",
-    "broken_port": "hardware_repair",
-    "cosmetic_damage": "customer_care",
-    "missing_part": "fulfilment",
-    "software_error": "software_support",
-    "no_visible_fault": "customer_care",
-}
-# Used when a model has no severity head (e.g. trained on fault labels only).
-DEFAULT_SEVERITY = {
-    "cracked_screen": "medium",
-    "water_damage": "high",
-    "swollen_battery": "critical",
-    "broken_port": "medium",
-    "cosmetic_damage": "low",
-    "missing_part": "medium",
-    "software_error": "medium",
-    "no_visible_fault": "low",
-}
+ACTIONS = tuple(ACTION_TEXT)
 SEVERITY_ORDER = ("low", "medium", "high", "critical")
-# Accidental damage is covered only by an extended (accident) plan.
-ACCIDENTAL = {"cracked_screen", "water_damage", "cosmetic_damage"}
+# What a model that predicts no fault at all (trained on severity only) leads to.
+NO_FAULT_ACTION, NO_FAULT_TEAM, NO_FAULT_SEVERITY = "self_help_article", "customer_care", "medium"
 DEFAULT_THRESHOLDS = {"fault": 0.6, "severity": 0.5}
+
+# Each fault's action, team and default severity come from its row; refuse a row that
+# names an action or severity this module does not know, before any ticket is decided.
+check_fault_table(FAULT_SPECS, actions=ACTIONS, severities=SEVERITY_ORDER)
 
 
 @dataclass(frozen=True)
@@ -81,15 +55,16 @@ def decide(prediction: Prediction, policy: DecisionPolicy | None = None) -> dict
     policy = policy or DecisionPolicy()
     fault_head = prediction.heads.get("fault")
     fault = fault_head.label if fault_head else None
+    spec = fault_spec(fault) if fault is not None else None
     severity_head = prediction.heads.get("severity")
-    severity = _severity(severity_head, fault)
+    severity = _severity(severity_head, spec)
     product = product_from_extras(prediction.extras)
     safety = _safety_reasons(prediction, fault_head, policy)
     if safety:
         action, team, severity = "escalate_safety", "product_safety", "critical"
     else:
-        action = _action(fault, severity, product)
-        team = TEAM.get(fault or "", "customer_care")
+        action = _action(spec, severity, product)
+        team = spec.team if spec is not None else NO_FAULT_TEAM
     review = _review_reasons(prediction, policy, safety_from_probability=_safety_from_probability(fault_head, policy))
     return {
         "fault": fault,
@@ -99,7 +74,7 @@ def decide(prediction: Prediction, policy: DecisionPolicy | None = None) -> dict
         "action": action,
         "action_text": ACTION_TEXT[action],
         "team": team,
-        "coverage": _coverage(fault, product),
+        "coverage": _coverage(spec, product),
         "safety_escalation": bool(safety),
         "safety_reasons": safety,
         "needs_review": bool(review),
@@ -115,25 +90,26 @@ def _confidence(head: HeadPrediction | None) -> float | None:
     return None if head is None or head.confidence is None else round(float(head.confidence), 4)
 
 
-def _severity(head: HeadPrediction | None, fault: str | None) -> str:
-    predicted = head.label if head is not None and head.label else DEFAULT_SEVERITY.get(fault or "", "medium")
+def _severity(head: HeadPrediction | None, spec: FaultSpec | None) -> str:
+    default = spec.default_severity if spec is not None else NO_FAULT_SEVERITY
+    predicted = head.label if head is not None and head.label else default
     # A swollen battery is never less than critical, even if the severity head disagrees.
-    floor = "critical" if fault == "swollen_battery" else "low"
+    floor = "critical" if spec is not None and spec.name == SAFETY_FAULT else "low"
     return max(predicted, floor, key=SEVERITY_ORDER.index)
 
 
 def _safety_from_probability(head: HeadPrediction | None, policy: DecisionPolicy) -> bool:
-    if head is None or head.label == "swollen_battery":
+    if head is None or head.label == SAFETY_FAULT:
         return False
-    return head.probabilities.get("swollen_battery", 0.0) >= policy.safety_probability
+    return head.probabilities.get(SAFETY_FAULT, 0.0) >= policy.safety_probability
 
 
 def _safety_reasons(prediction: Prediction, head: HeadPrediction | None, policy: DecisionPolicy) -> list[str]:
     reasons: list[str] = []
-    if head is not None and head.label == "swollen_battery":
+    if head is not None and head.label == SAFETY_FAULT:
         reasons.append("the model's most likely fault is a swollen battery")
     elif _safety_from_probability(head, policy):
-        probability = head.probabilities["swollen_battery"]  # type: ignore[union-attr]
+        probability = head.probabilities[SAFETY_FAULT]  # type: ignore[union-attr]
         reasons.append(f"swollen battery is possible (probability {probability:.2f} >= {policy.safety_probability})")
     mentions = _mentions(prediction.extras)
     if mentions:
@@ -147,22 +123,24 @@ def _mentions(extras: dict[str, Any]) -> list[str]:
     return hazard_mentions(extras.get("ticket_text"), extras.get("ocr_text"))
 
 
-def _action(fault: str | None, severity: str, product: ProductInfo) -> str:
-    action = BASE_ACTION.get(fault or "", "self_help_article")
-    if fault == "software_error" and severity in ("high", "critical"):
-        action = "repair_rma"  # a device that will not boot is not fixed by an article
+def _action(spec: FaultSpec | None, severity: str, product: ProductInfo) -> str:
+    if spec is None:
+        return NO_FAULT_ACTION
+    action = spec.action
+    if spec.severe_action is not None and severity in ("high", "critical"):
+        action = spec.severe_action
     days = product.days_since_purchase()
     in_return_window = days is not None and days <= RETURN_WINDOW_DAYS
-    if in_return_window and (fault == "missing_part" or action == "repair_rma") and fault not in ACCIDENTAL:
+    if in_return_window and (spec.replace_unit_when_new or action == "repair_rma") and not spec.accidental:
         action = "replace_unit"  # arrived incomplete or faulty: swap it rather than repair it
     return action
 
 
-def _coverage(fault: str | None, product: ProductInfo) -> str:
+def _coverage(spec: FaultSpec | None, product: ProductInfo) -> str:
     status = product.warranty_status
-    if status == "unknown" or fault in (None, "no_visible_fault"):
+    if status == "unknown" or spec is None or spec.shows_no_fault:
         return "unknown" if status == "unknown" else "not_needed"
-    if fault in ACCIDENTAL:
+    if spec.accidental:
         return "covered" if status == "extended" else "paid"
     return "paid" if status == "expired" else "covered"
 

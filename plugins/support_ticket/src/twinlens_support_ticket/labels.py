@@ -3,54 +3,16 @@
 The descriptions are shown to agents and customers, and they are what the zero-shot
 classifier compares ticket text with before any labelled data exists, so they name the
 words people actually use ("shattered", "dropped in water", "puffy") rather than jargon.
+The fault labels and their descriptions come from the fault table (`faults`).
 """
 
 from __future__ import annotations
 
 from twinlens.contract.schema import Label, LabelSchema, Task
 
-FAULT_LABELS: tuple[Label, ...] = (
-    Label(
-        name="cracked_screen",
-        description="The screen or display glass is cracked, shattered or broken, with cracks spreading "
-        "across it, often after the device was dropped.",
-    ),
-    Label(
-        name="water_damage",
-        description="Liquid got into the device: it was dropped in water, rain or a spilled drink, and now "
-        "shows stains, moisture, corrosion or a liquid-detected warning.",
-    ),
-    Label(
-        name="swollen_battery",
-        description="The battery is swollen or bulging: the case is puffy, bent or pushed apart, or the "
-        "screen lifts off the frame. A fire risk.",
-    ),
-    Label(
-        name="broken_port",
-        description="The charging port, USB or headphone socket is broken, bent, loose or damaged, so the "
-        "cable does not fit, stay in or charge.",
-    ),
-    Label(
-        name="cosmetic_damage",
-        description="Only cosmetic damage: scratches, scuffs, small dents or worn paint on the outside; the "
-        "device still works normally.",
-    ),
-    Label(
-        name="missing_part",
-        description="A part or accessory is missing: a key, ear cushion, cover, stylus, cable or charger "
-        "was not in the box or fell off.",
-    ),
-    Label(
-        name="software_error",
-        description="A software problem: an error message or error code on screen, an app that crashes or "
-        "freezes, a failed update, or a device that will not boot.",
-    ),
-    Label(
-        name="no_visible_fault",
-        description="No fault can be seen: the device looks normal and undamaged; a question, a setting, "
-        "or a problem that cannot be confirmed.",
-    ),
-)
+from twinlens_support_ticket.faults import FAULT_SPECS
+
+FAULT_LABELS: tuple[Label, ...] = tuple(Label(name=spec.name, description=spec.description) for spec in FAULT_SPECS)
 
 SEVERITY_LABELS: tuple[Label, ...] = (
     Label(

@@ -11,10 +11,10 @@ from typing import Any
 
 from PIL import Image
 
+from twinlens_support_ticket.faults import FAULTS, fault_spec
 from twinlens_support_ticket.generate import damage, scene, tickets
 from twinlens_support_ticket.generate.devices import draw_device
 from twinlens_support_ticket.generate.plan import REFERENCE_DATE, TicketPlan, plan_dataset
-from twinlens_support_ticket.labels import FAULTS
 
 GENERATOR_VERSION = "1"
 # Share of photos saved as each format, and of JPEGs stored sideways with an EXIF
@@ -59,16 +59,16 @@ def _centre(box: tuple[int, int, int, int]) -> tuple[float, float]:
 
 def ticket_words(plan: TicketPlan, rng: random.Random) -> tuple[str, str]:
     """Subject and description of the ticket."""
+    wording = fault_spec(plan.fault).wording
     model = plan.product.get("model") or plan.device
     # A part the photo shows missing is the part the customer names.
     part = tickets.PARTS[plan.device][0] if plan.defects.missing else rng.choice(tickets.PARTS[plan.device])
     if plan.specific_text:
-        core = [tickets.fill(rng.choice(tickets.SPECIFIC[plan.fault]), rng, plan.device, model, part)]
+        core = [tickets.fill(rng.choice(wording.specific), rng, plan.device, model, part)]
         core += _cue_sentences(plan, rng)
-        subject_pool = tickets.SUBJECT_SPECIFIC[plan.fault] if rng.random() < 0.6 else tickets.SUBJECT_VAGUE
+        subject_pool = wording.subjects if rng.random() < 0.6 else tickets.SUBJECT_VAGUE
     else:
-        pool = tickets.VAGUE_NEUTRAL if plan.fault in ("cosmetic_damage", "missing_part") else (
-            tickets.VAGUE_FUNCTIONAL + tickets.VAGUE_NEUTRAL)
+        pool = tickets.VAGUE_FUNCTIONAL + tickets.VAGUE_NEUTRAL if wording.vague_says_stopped else tickets.VAGUE_NEUTRAL
         core = [tickets.fill(rng.choice(pool), rng, plan.device, model)]
         subject_pool = tickets.SUBJECT_VAGUE
     subject = tickets.fill(rng.choice(subject_pool), rng, plan.device, model, part)
@@ -78,11 +78,11 @@ def ticket_words(plan: TicketPlan, rng: random.Random) -> tuple[str, str]:
 
 
 def _cue_sentences(plan: TicketPlan, rng: random.Random) -> list[str]:
-    cues = []
+    wording, cues = fault_spec(plan.fault).wording, []
     if plan.unusable:
-        cues.append(rng.choice(tickets.UNUSABLE[plan.fault]))
+        cues.append(rng.choice(wording.unusable))
     if plan.minor:
-        cues.append(rng.choice(tickets.MINOR[plan.fault]))
+        cues.append(rng.choice(wording.minor))
     if plan.hazard:
         cues.append(rng.choice(tickets.HAZARD))
     return cues

@@ -9,31 +9,12 @@ from __future__ import annotations
 
 import random
 
+from twinlens_support_ticket.faults import FAULT_SPECS, ScreenMessage, fault_spec
 from twinlens_support_ticket.generate.screens import ScreenContent
 
-# (title, lines, code prefix, severe?) per fault; "severe" messages mean the device is unusable.
-# Prefixes avoid the letters O, I and L, which OCR confuses with 0 and 1 as people do.
-FAULT_MESSAGES: dict[str, list[tuple[str, tuple[str, ...], str, bool]]] = {
-    "software_error": [
-        ("System Error", ("The app stopped", "unexpectedly."), "E", False),
-        ("Update failed", ("The update could", "not be installed."), "UPD", False),
-        ("Not responding", ("Settings is not", "responding."), "ERR", False),
-        ("Boot failure", ("No bootable system", "was found."), "BF", True),
-        ("Kernel panic", ("The system must", "restart."), "SYS", True),
-    ],
-    "water_damage": [
-        ("Liquid detected", ("Unplug the cable.", "Moisture in port."), "LQ", False),
-        ("Moisture warning", ("Water was detected", "in the device."), "WET", False),
-    ],
-    "swollen_battery": [
-        ("Battery service", ("Battery is swelling.", "Stop charging now."), "BAT", True),
-        ("Battery warning", ("Battery health is", "critical. Service."), "BAT", True),
-    ],
-    "broken_port": [
-        ("Accessory error", ("Charging port fault.", "Cannot charge."), "PRT", False),
-        ("USB port error", ("Connector damaged.", "Charging paused."), "USB", False),
-    ],
-}
+# The messages of each fault that can show on a screen (see faults.PhotoHints.messages).
+FAULT_MESSAGES: dict[str, tuple[ScreenMessage, ...]] = {spec.name: spec.photo.messages for spec in FAULT_SPECS
+                                                        if spec.photo.messages}
 # Harmless notices: text in the photo that says nothing about a fault.
 BENIGN_MESSAGES: list[tuple[str, tuple[str, ...]]] = [
     ("Update complete", ("Your device is", "up to date.")),
@@ -50,10 +31,11 @@ def error_code(prefix: str, rng: random.Random) -> str:
 
 def fault_message(fault: str, rng: random.Random, *, crash_screen: bool) -> tuple[ScreenContent, bool]:
     """A message that shows `fault`; returns it and whether it means the device is unusable."""
-    title, lines, prefix, severe = rng.choice(FAULT_MESSAGES[fault])
-    kind = "crash" if crash_screen and fault == "software_error" else "dialog"
-    accent = (200, 40, 40) if fault != "water_damage" else (30, 90, 190)
-    return ScreenContent(kind=kind, title=title, lines=lines, code=error_code(prefix, rng), accent=accent), severe
+    photo = fault_spec(fault).photo
+    title, lines, prefix, severe = rng.choice(photo.messages)
+    kind = "crash" if crash_screen and photo.crash_screens else "dialog"
+    content = ScreenContent(kind=kind, title=title, lines=lines, code=error_code(prefix, rng), accent=photo.message_accent)
+    return content, severe
 
 
 def benign_message(rng: random.Random) -> ScreenContent:

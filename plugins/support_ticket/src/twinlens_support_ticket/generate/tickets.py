@@ -1,9 +1,9 @@
 """Ticket wording for generated tickets: specific and vague, with typos and asides.
 
-Specific wording names the fault in one of many ways; vague wording ("it stopped working",
-"see photo") says nothing about it, which is what makes the photo necessary. Cue sentences
-carry what the severity depends on: the device being unusable, a minor glitch, or a
-burn/smoke hazard.
+Specific wording names the fault in one of many ways (each fault's sentences and cue
+sentences are in its row of `faults`); vague wording ("it stopped working", "see photo")
+says nothing about it, which is what makes the photo necessary. Cue sentences carry what
+the severity depends on: the device being unusable, a minor glitch, or a burn/smoke hazard.
 """
 
 from __future__ import annotations
@@ -16,92 +16,6 @@ DEVICE_WORDS = {
     "laptop": ["laptop", "notebook", "computer"],
     "headphones": ["headphones", "headset", "cans"],
     "watch": ["watch", "smartwatch", "fitness watch"],
-}
-
-SPECIFIC = {
-    "cracked_screen": [
-        "I dropped my {dev} and now the screen is cracked all over.",
-        "The display glass shattered when it fell off the table {when}.",
-        "There is a big crack across the screen, spiderweb pattern from the corner.",
-        "screen cracked after a drop, glass is splintered",
-        "My {dev} slipped out of my hand and the screen broke.",
-        "The front glass has cracks running across it since {when}.",
-        "Cracked display. It fell face down on the pavement.",
-        "the screen got smashed, lines everywhere on the glass",
-        "The touchscreen glass is broken, there are cracks spreading from where it hit the floor.",
-    ],
-    "water_damage": [
-        "I dropped my {dev} in the sink {when} and now it acts strange.",
-        "Spilled coffee all over it {when}.",
-        "It got soaked in the rain on my way home.",
-        "my kid dropped it in the bath, there is water inside the screen",
-        "Fell into the pool {when}. I dried it with rice but no luck.",
-        "Someone knocked a glass of water over it on my desk.",
-        "There is moisture / fog under the glass after I went swimming with it.",
-        "liquid damage: tea spilled on the {dev} and there are stains now",
-        "It says liquid detected and there are water marks inside.",
-    ],
-    "swollen_battery": [
-        "The back of my {dev} is bulging out, it doesn't sit flat anymore.",
-        "The battery seems swollen, the screen is lifting away from the frame.",
-        "case is puffy and pushed apart, it rocks when I put it on the table",
-        "The {dev} has swollen up, there's a gap between the screen and the body.",
-        "The battery is bulging and the case is bending outward.",
-        "the screen is popping off because something inside is swelling",
-        "My {dev} got thicker, the back cover is bowed and cracked open from inside.",
-        "Looks like the battery expanded, the case is pushed up from inside.",
-    ],
-    "broken_port": [
-        "The charging port is loose and the cable falls out.",
-        "USB-C port is bent, the charger doesn't fit anymore.",
-        "I have to wiggle the cable in the charging socket to get it to charge.",
-        "the port broke, the pins inside are bent",
-        "Charger won't stay in the port, it's damaged.",
-        "The charging connector socket is broken, it only charges at a certain angle.",
-        "Something broke inside the charging port when I pulled the cable out {when}.",
-        "port is wobbly and the cable won't click in",
-    ],
-    "cosmetic_damage": [
-        "There are scratches all over the back of my {dev}.",
-        "It works fine, it just has a few scuffs and a small dent on the corner.",
-        "the paint is wearing off and the case is scratched",
-        "Cosmetic issue only: scratches on the case, everything still works.",
-        "My {dev} arrived with scratches and a scuffed corner.",
-        "A small dent and some scratches appeared on the housing, no functional problem.",
-        "The finish is scratched up after only {months} months of normal use.",
-        "lots of fine scratches on the body, looks used, works ok",
-    ],
-    "missing_part": [
-        "My {dev} came without {part}.",
-        "{part} fell off and I can't find it anywhere.",
-        "The package did not include {part}.",
-        "Missing: {part}.",
-        "missing part - {part} not in the box",
-        "After {months} months {part} came off and got lost.",
-        "I'm missing {part} since {when}.",
-        "{part} is gone, there is just the empty spot left",
-    ],
-    "software_error": [
-        "An error message pops up every time I open the app.",
-        "The {dev} keeps crashing after the latest update.",
-        "It's stuck on the boot logo since the update {when}.",
-        "The app freezes and then I get an error code on the screen.",
-        "Software update failed and now it shows an error.",
-        "keeps restarting by itself with a system error",
-        "I get a blue crash screen with a stop code.",
-        "the settings app crashes, says something went wrong, error code on screen",
-        "Firmware update did not install, it says update failed.",
-    ],
-    "no_visible_fault": [
-        "How do I turn on the battery saver on my {dev}?",
-        "Everything looks fine, I just want to check if my warranty is still valid.",
-        "It was acting weird earlier but now it seems ok. Is there anything I should do?",
-        "Question about pairing my {dev} with bluetooth.",
-        "Is it normal that it gets a bit warm while charging? No other problem.",
-        "I can't find the setting to change the language.",
-        "My son says it's broken but I can't see anything wrong with it.",
-        "Not sure anything is wrong, it just feels slower than before.",
-    ],
 }
 
 # Says nothing about the fault. "Functional" vagueness fits a device that stopped working.
@@ -125,30 +39,8 @@ VAGUE_NEUTRAL = [
     "Can you help me with my {dev}?",
 ]
 
-SUBJECT_SPECIFIC = {
-    "cracked_screen": ["Cracked screen", "screen broken", "Display shattered after drop", "broken glass"],
-    "water_damage": ["Water damage", "dropped in water", "liquid spill", "wet {dev}"],
-    "swollen_battery": ["Battery swollen", "{dev} bulging", "case pushed apart", "swelling battery"],
-    "broken_port": ["Charging port broken", "port damaged", "cable won't stay in", "charger port loose"],
-    "cosmetic_damage": ["Scratches on case", "cosmetic damage", "dent and scratches", "scuffed {dev}"],
-    "missing_part": ["Missing part", "{part} missing", "missing {part}", "part missing"],
-    "software_error": ["Error message", "app crashing", "update failed", "error code on screen"],
-    "no_visible_fault": ["Question", "general question", "warranty check", "how do I..."],
-}
 SUBJECT_VAGUE = ["Help", "Problem", "Issue with my {dev}", "broken", "Support request", "RE: my order", "urgent", "{model}"]
 
-UNUSABLE = {
-    "cracked_screen": ["The touch screen doesn't respond anymore.", "I can't see anything on it, can't use it at all."],
-    "broken_port": ["It won't charge at all now, the battery is dead.", "Can't charge it anymore so it's useless."],
-    "software_error": ["It won't boot at all.", "I can't get past the error, can't use it at all."],
-    "missing_part": ["I can't use it without it.", "Useless without the missing part."],
-}
-MINOR = {
-    "cracked_screen": ["It's just a small crack in the corner, it still works fine."],
-    "broken_port": ["It still charges if I hold the cable, just annoying."],
-    "software_error": ["It's only a small glitch, not a big deal."],
-    "missing_part": ["Not urgent, I can manage without it for now."],
-}
 HAZARD = [
     "It smelled like burning when I plugged it in.",
     "I saw a little smoke coming out of it!",

@@ -20,18 +20,17 @@ from starlette.exceptions import HTTPException
 from twinlens.api.schemas import ImageBase64, ImageUrl, JobCreate
 from twinlens.contract.errors import InputError
 from twinlens.contract.plugin import Plugin
-from twinlens.services.fetch import fetch_image
 from twinlens.services.inputs import SubmittedInputs
 from twinlens.settings import Settings
 
 FORM_FIELDS = {"image", "metadata", "webhook_url"}
 
 
-async def read_job_request(request: Request, plugin: Plugin, settings: Settings) -> tuple[SubmittedInputs, str | None]:
-    """Return the inputs and, for a JSON image URL, the URL still to fetch."""
+async def read_job_request(request: Request, plugin: Plugin, settings: Settings) -> SubmittedInputs:
+    """The inputs as sent; a JSON image URL is left in `image_url` for the submission to fetch."""
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        return await _from_form(request, plugin, settings), None
+        return await _from_form(request, plugin, settings)
     if content_type == "application/json":
         return await _from_json(request, settings)
     raise HTTPException(415, f"send multipart/form-data or application/json, not {content_type or 'no content type'!r}")
@@ -76,7 +75,7 @@ def _parse_metadata(value: Any) -> dict[str, Any]:
     return parsed
 
 
-async def _from_json(request: Request, settings: Settings) -> tuple[SubmittedInputs, str | None]:
+async def _from_json(request: Request, settings: Settings) -> SubmittedInputs:
     try:
         payload = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -91,7 +90,9 @@ async def _from_json(request: Request, settings: Settings) -> tuple[SubmittedInp
     if isinstance(image, ImageBase64):
         submitted.image_bytes = _decode_base64(image.base64, settings.max_upload_bytes)
         submitted.image_media_type = image.media_type
-    return submitted, image.url if isinstance(image, ImageUrl) else None
+    elif isinstance(image, ImageUrl):
+        submitted.image_url = image.url
+    return submitted
 
 
 def _decode_base64(encoded: str, max_bytes: int) -> bytes:
@@ -101,16 +102,3 @@ def _decode_base64(encoded: str, max_bytes: int) -> bytes:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InputError("inputs.image.base64", f"not valid base64: {exc}") from exc
-
-
-def fetch_url_image(submitted: SubmittedInputs, url: str, settings: Settings) -> None:
-    """Blocking: run in a worker thread."""
-    fetched = fetch_image(
-        url,
-        max_bytes=settings.max_upload_bytes,
-        timeout=settings.url_fetch_timeout,
-        max_redirects=settings.url_fetch_max_redirects,
-        allow_private=settings.allow_private_urls,
-    )
-    submitted.image_bytes = fetched.data
-    submitted.image_media_type = fetched.media_type

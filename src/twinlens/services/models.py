@@ -105,6 +105,11 @@ def list_models(session: Session, principal: Principal, plugin: str | None = Non
     return ModelRepository(session).visible_to(principal.tenant_id, plugin)
 
 
+def active_models(session: Session) -> list[ModelVersion]:
+    """Every active version, of every plugin and scope: what workers keep loaded."""
+    return ModelRepository(session).all_active()
+
+
 def model_for_new_job(session: Session, tenant_id: uuid.UUID, plugin: str) -> ModelVersion:
     model = ModelRepository(session).active(plugin, tenant_id)
     if model is None:

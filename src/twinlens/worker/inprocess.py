@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from twinlens import queue
-from twinlens.db.repositories import ModelRepository
+from twinlens.services.models import active_models
 from twinlens.worker import tasks
 from twinlens.worker.context import WorkerContext
 
@@ -138,7 +138,7 @@ class InProcessWorker:
         so the first job is not slow and /readyz can say a model is loaded."""
         try:
             with self.context.db.session() as session:
-                active = [(m.id, m.bundle_path, m.version) for m in ModelRepository(session).all_active()]
+                active = [(m.id, m.bundle_path, m.version) for m in active_models(session)]
             for model_id, path, version in active:
                 self.context.models.get(model_id, path, version)
         except Exception:

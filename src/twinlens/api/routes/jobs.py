@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from twinlens.api.deps import ApiKeyDep, BlobsDep, DatabaseDep, PageDep, PluginDep, SessionDep, SettingsDep
-from twinlens.api.job_requests import fetch_url_image, read_job_request
+from twinlens.api.job_requests import read_job_request
 from twinlens.api.openapi_docs import JOB_REQUEST_BODY
 from twinlens.api.problems import problem_responses
 from twinlens.api.schemas import FeedbackCreate
-from twinlens.blobs import LocalBlobStore
-from twinlens.contract.plugin import Plugin
 from twinlens.db.models import FINISHED_STATUSES
-from twinlens.db.session import Database
 from twinlens.services import jobs, webhooks
-from twinlens.services.inputs import SubmittedInputs, request_fingerprint, validate_inputs
-from twinlens.services.keys import Principal
-from twinlens.services.netguard import check_url
+from twinlens.services.submission import JobSubmission, submit_job_request
 from twinlens.services.views import (
     DeliveryList,
     FeedbackList,
@@ -36,7 +26,6 @@ from twinlens.services.views import (
     feedback_view,
     job_view,
 )
-from twinlens.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["jobs"], responses=problem_responses(400, 401, 422))
 JobId = Annotated[uuid.UUID, "job id"]
@@ -67,66 +56,15 @@ async def create_job(
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_QUERY, description="Seconds to wait for the result (capped by the server)")] = 0,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
 ) -> JobView:
-    submitted, url = await read_job_request(request, plugin, settings)
-    if url is not None:
-        await run_in_threadpool(fetch_url_image, submitted, url, settings)
-    view, created = await run_in_threadpool(_submit, session, blobs, principal, plugin, submitted, settings, idempotency_key)
-    if not created:
+    inputs = await read_job_request(request, plugin, settings)
+    submission = JobSubmission(plugin=plugin, inputs=inputs, idempotency_key=idempotency_key)
+    submitted = await submit_job_request(session, db, blobs, settings, principal, submission, wait_seconds=wait)
+    if not submitted.created:
         response.headers["Idempotent-Replayed"] = "true"
-    if wait and view.status not in FINISHED_STATUSES:
-        view = await _wait_for(db, principal, view.id, min(wait, settings.max_wait_seconds)) or view
-    response.headers["Location"] = f"/v1/jobs/{view.id}"
-    if view.status in FINISHED_STATUSES:
+    response.headers["Location"] = f"/v1/jobs/{submitted.job.id}"
+    if submitted.job.status in FINISHED_STATUSES:
         response.status_code = 200
-    return view
-
-
-def _submit(
-    session: Session, blobs: LocalBlobStore, principal: Principal, plugin: Plugin,
-    submitted: SubmittedInputs, settings: Settings, idempotency_key: str | None,
-) -> tuple[JobView, bool]:
-    raw = validate_inputs(plugin, submitted, settings)
-    if submitted.webhook_url:
-        check_url(submitted.webhook_url, field="webhook_url", allow_private=settings.allow_private_webhooks)
-    request = jobs.JobRequest(
-        plugin=plugin.name,
-        raw=plugin.sanitize(raw),  # what must never be stored is removed before storing
-        webhook_url=submitted.webhook_url,
-        idempotency_key=idempotency_key,
-        fingerprint=request_fingerprint(plugin.name, raw, submitted.webhook_url),
-    )
-    submission = jobs.submit_job(session, blobs, principal, request)
-    # Render before committing: touching the rows afterwards would open a new transaction
-    # (on SQLite a write lock) that the request would hold while it waits for the worker.
-    view = job_view(submission.job)
-    try:
-        session.commit()  # the request boundary: durable (and published) before we answer or wait
-    except IntegrityError:
-        session.rollback()  # a concurrent request with the same Idempotency-Key won
-        earlier = jobs.replay_idempotent(session, principal, request) if idempotency_key else None
-        if earlier is None:
-            raise
-        view, submission = job_view(earlier), jobs.Submission(earlier, created=False)
-        session.commit()
-    return view, submission.created
-
-
-async def _wait_for(db: Database, principal: Principal, job_id: uuid.UUID, seconds: float) -> JobView | None:
-    deadline = time.monotonic() + seconds
-    pause = 0.02
-    while time.monotonic() < deadline:
-        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        job = await run_in_threadpool(_finished_job, db, principal, job_id)
-        if job is not None:
-            return job
-        pause = min(pause * 1.5, 0.25)
-    return None
-
-
-def _finished_job(db: Database, principal: Principal, job_id: uuid.UUID) -> JobView | None:
-    with db.session() as session:
-        job = jobs.get_job(session, principal, job_id)
-        return job_view(job) if job.status in FINISHED_STATUSES else None
+    return submitted.job
 
 
 @router.get("/jobs/{job_id}", response_model=JobView, summary="Get a job and its result", responses=problem_responses(404))

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import pytest
+from service_db import fresh_database
 from service_helpers import png_bytes, problem
 from sqlalchemy import func, select
 
@@ -38,9 +39,13 @@ class RecordingConsumer:
         return {"alive": True, "loaded_models": []}
 
 
-@pytest.fixture
-def service(tmp_path, generic_bundle):
-    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'u.db'}", max_wait_seconds=0.3)
+@pytest.fixture(params=["postgresql", "sqlite"])
+def service(request, tmp_path, generic_bundle):
+    if request.param == "postgresql":
+        url = request.getfixturevalue("fresh_postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'u.db'}"
+    settings = Settings(data_dir=tmp_path, database_url=url, max_wait_seconds=0.3)
     database = Database(settings.resolved_database_url)
     upgrade(database.engine)
     with database.session() as session:
@@ -55,6 +60,12 @@ def service(tmp_path, generic_bundle):
     finally:
         queue.set_local_consumer(previous)
         database.dispose()
+
+
+@pytest.fixture
+def fresh_postgres_url():
+    with fresh_database() as url:
+        yield url
 
 
 def _submission(text: str = "a small red square", key: str | None = None) -> JobSubmission:
@@ -87,6 +98,36 @@ def test_the_same_idempotency_key_replays_the_first_job(service):
     again = _accept(service, _submission(key="order-7"))
     assert (again.job.id, again.created) == (first.job.id, False)
     assert _job_count(service[1]) == 1
+
+
+def test_a_request_losing_the_idempotency_race_at_the_insert_replays_the_winner(service):
+    """Both requests pass the 'is this key known?' check before either commits; the loser's
+    insert then fails on the unique key (at its flush on PostgreSQL, which waits for the
+    winner's commit) and must answer with the winner's job, not an error."""
+    import threading
+
+    settings, database, blobs, principal, _ = service
+    winner_flushed, results = threading.Event(), {}
+
+    def win() -> None:
+        with database.session() as session:
+            real_commit = session.commit
+
+            def slow_commit() -> None:  # holds the uncommitted row while the loser runs
+                winner_flushed.set()
+                time.sleep(1.0)
+                real_commit()
+
+            session.commit = slow_commit
+            results["winner"] = accept_job(session, blobs, settings, principal, _submission(key="race-7"))
+
+    thread = threading.Thread(target=win)
+    thread.start()
+    assert winner_flushed.wait(30)
+    loser = _accept(service, _submission(key="race-7"))
+    thread.join(30)
+    assert (loser.job.id, loser.created) == (results["winner"].job.id, False)
+    assert _job_count(database) == 1
 
 
 def test_waiting_for_a_result_is_capped_by_the_server(service):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any, NoReturn, TypeVar
 import typer
 
 from twinlens.contract.errors import TwinLensError
+from twinlens.contract.json_values import json_safe
 
 USER_ERROR = 2
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,17 +64,6 @@ def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
             raise UsageProblem(f"{option} expects name=value, got {value!r}")
         pairs[name.strip()] = rest
     return pairs
-
-
-def json_safe(value: Any) -> Any:
-    """NaN/inf are not JSON: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    return value
 
 
 def write_json(path: Path, data: Any) -> None:

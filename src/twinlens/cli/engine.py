@@ -18,6 +18,7 @@ from twinlens.cli.common import UsageProblem, json_safe, parse_pairs, split_list
 from twinlens.cli.datasets import read_data, read_for_schema
 from twinlens.cli.options import dataset_options, load_spec_file, model_spec, train_config
 from twinlens.cli.render import console, print_candidates, print_members, print_prediction, print_report
+from twinlens.contract.errors import InputError
 from twinlens.contract.plugin import Plugin, RawInput
 from twinlens.contract.registry import get_plugin
 from twinlens.contract.schema import LabelSchema
@@ -111,16 +112,13 @@ def _check_out_dir(out: Path) -> None:
 
 
 def _check_engine_names(spec: ModelSpec) -> None:
-    """Unknown fusion or image model names are user errors, found before data is read."""
-    from twinlens.engine.fusion import FUSIONS
+    """The engine's check, reworded as the flag the user typed."""
+    from twinlens.engine.names import check_engine_names
 
-    if spec.fusion not in FUSIONS:
-        raise UsageProblem(f"--fusion {spec.fusion}: unknown; choose from {', '.join(sorted(FUSIONS))}")
-    import timm
-
-    name = spec.image_encoder.name
-    if name not in timm.list_models() and name not in timm.list_models(pretrained=True):
-        raise UsageProblem(f"--image-encoder {name}: not a timm model name")
+    try:
+        check_engine_names(spec)
+    except InputError as error:
+        raise UsageProblem(f"--{error.field.replace('_', '-')} {error.reason}") from None
 
 
 def _check_schema(plugin: Plugin, schema: LabelSchema) -> None:

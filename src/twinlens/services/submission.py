@@ -81,11 +81,13 @@ def accept_job(
         idempotency_key=submission.idempotency_key,
         fingerprint=request_fingerprint(plugin.name, raw, inputs.webhook_url),
     )
-    submitted = jobs.submit_job(session, blobs, principal, request)
-    # Render before committing: touching the rows afterwards would open a new transaction
-    # (on SQLite a write lock) that the request would hold while it waits for the worker.
-    view = job_view(submitted.job)
     try:
+        # A concurrent request with the same Idempotency-Key can win at the insert's flush
+        # or at the commit, so both sit inside the try.
+        submitted = jobs.submit_job(session, blobs, principal, request)
+        # Render before committing: touching the rows afterwards would open a new transaction
+        # (on SQLite a write lock) that the request would hold while it waits for the worker.
+        view = job_view(submitted.job)
         session.commit()  # the request boundary: durable (and published) before we answer or wait
     except IntegrityError:
         session.rollback()

@@ -34,7 +34,7 @@ from twinlens.db.session import after_commit
 from twinlens.queue import publish_training
 from twinlens.services import models, training_options
 from twinlens.services.errors import Conflict, NotFound, ServiceError
-from twinlens.services.json_values import json_safe
+from twinlens.contract.json_values import json_safe
 from twinlens.services.keys import Principal
 from twinlens.services.paging import PageRequest, next_cursor
 from twinlens.services.training_options import ModelChoices, TrainingChoices, describe_validation

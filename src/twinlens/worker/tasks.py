@@ -121,12 +121,13 @@ def run_training(run_id: str | uuid.UUID, context: WorkerContext | None = None) 
 def _train(claimed: training.ClaimedRun) -> training.TrainingOutcome:
     from twinlens.contract.plugin import DatasetOptions
     from twinlens.contract.registry import check_schema_matches, get_plugin
+    from twinlens.engine.names import check_engine_names
     from twinlens.engine.training import train_model  # the engine (torch) loads with the first run
 
     plugin = get_plugin(claimed.plugin)
     spec = ModelSpec.model_validate(claimed.model_spec)
     config = TrainConfig.model_validate(claimed.train_config)
-    _check_engine_names(spec)  # before spending time on the data
+    check_engine_names(spec)  # before spending time on the data
     dataset = plugin.read_dataset(claimed.data_path, DatasetOptions(**claimed.dataset))
     check_schema_matches(plugin, dataset.label_schema)
     if claimed.preset == "auto":
@@ -140,16 +141,3 @@ def _train(claimed: training.ClaimedRun) -> training.TrainingOutcome:
         bundle_dir=result.bundle_dir, metrics=result.metrics, epochs_run=len(result.history),
         data_rows=len(dataset.samples), skipped_rows=len(dataset.skipped),
     )
-
-
-def _check_engine_names(spec: ModelSpec) -> None:
-    """Names only the engine can check (the API cannot import it): fusion and timm model."""
-    import timm
-
-    from twinlens.engine.fusion import FUSIONS
-
-    if spec.fusion not in FUSIONS:
-        raise InputError("fusion", f"{spec.fusion!r} is unknown; choose from {', '.join(sorted(FUSIONS))}")
-    name = spec.image_encoder.name
-    if name not in timm.list_models() and name not in timm.list_models(pretrained=True):
-        raise InputError("image_encoder", f"{name!r} is not a timm model name")

@@ -61,6 +61,15 @@ class SilentReviewPlugin(GenericPlugin):
         return {"needs_review": True}
 
 
+class UndeclaredFieldPlugin(GenericPlugin):
+    """decide() adds a field its decision_model() does not declare."""
+
+    name = "undeclared_field"
+
+    def decide(self, prediction):
+        return {**super().decide(prediction), "priority": "high"}
+
+
 class RandomSamplesPlugin(GenericPlugin):
     """A sample set that changes from run to run for one seed."""
 
@@ -89,11 +98,12 @@ class SloppyPreparePlugin(GenericPlugin):
         (ForgetfulPlugin(), check_decide, "needs_review to a bool"),
         (OverconfidentPlugin(), check_decide, "evenly unsure multiclass prediction must set needs_review"),
         (SilentReviewPlugin(), check_decide, "needs a review_reason"),
+        (UndeclaredFieldPlugin(), check_decide, "does not match decision_model.*priority"),
         (RandomSamplesPlugin(), check_sample_dataset, "not deterministic"),
         (SloppyPreparePlugin(), check_prepare, "dropped the image"),
         (ForgetfulPlugin(), check_registered, "no 'twinlens.plugins' entry point named 'forgetful'"),
     ],
-    ids=["decide-no-flag", "decide-never-reviews", "decide-no-reason", "sample-nondeterministic", "prepare", "unregistered"],
+    ids=["decide-no-flag", "decide-never-reviews", "decide-no-reason", "decide-undeclared-field", "sample-nondeterministic", "prepare", "unregistered"],
 )
 def test_the_kit_fails_broken_plugins(plugin, check, message, tmp_path):
     with pytest.raises(ConformanceError, match=message):

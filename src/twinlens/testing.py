@@ -230,8 +230,10 @@ def check_decide(plugin: Plugin, workdir: Path) -> None:
     """decide() returns JSON with a boolean needs_review (and a reason when true); an evenly
     unsure multiclass prediction must be sent to review."""
     schema = plugin.label_schema() or sample_dataset(plugin, workdir).label_schema
+    decisions = []
     for confident in (True, False):
         decision = plugin.decide(synthetic_prediction(schema, plugin.input_schema(), confident=confident))
+        decisions.append(decision)
         _require(isinstance(decision, dict), plugin, "decide() must return a dict")
         _require(_is_json(decision), plugin, "decide() must return plain JSON")
         _require(isinstance(decision.get("needs_review"), bool), plugin, "decide() must set needs_review to a bool")
@@ -240,6 +242,23 @@ def check_decide(plugin: Plugin, workdir: Path) -> None:
             _require(isinstance(reason, str) and bool(reason.strip()), plugin, "needs_review needs a review_reason")
         elif not confident and any(task.kind == "multiclass" for task in schema.tasks):
             raise ConformanceError(plugin, "an evenly unsure multiclass prediction must set needs_review")
+    _check_declared_decision(plugin, decisions)
+
+
+def _check_declared_decision(plugin: Plugin, decisions: list[dict]) -> None:
+    """What decide() returns is exactly what decision_model() declares (the API publishes
+    that model, so a generated client parses it)."""
+    from pydantic import ValidationError
+
+    model = plugin.decision_model()
+    if model is None:
+        return
+    for decision in decisions:
+        try:
+            model.model_validate(decision)
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in error.errors()[:5])
+            raise ConformanceError(plugin, f"decide() does not match decision_model() {model.__name__}: {problems}") from None
 
 
 # -- imports -----------------------------------------------------------------------------

@@ -132,7 +132,9 @@ def test_a_job_created_through_the_client_has_a_typed_result(generated, live):
     probabilities = head.probabilities.additional_properties
     assert head.label in probabilities and abs(sum(probabilities.values()) - 1.0) < 1e-3
     assert head.label == max(probabilities, key=probabilities.get)
-    assert isinstance(job.result.decision, models.Decision) and isinstance(job.result.decision.needs_review, bool)
+    decision = job.result.decision  # the plugin's declared decision_model(), typed
+    assert isinstance(decision, models.GenericDecision) and isinstance(decision.needs_review, bool)
+    assert decision.heads["label"]["label"] == head.label
     assert set(job.result.explanation.inputs_present) == {"text"}
     assert job.result.explanation.contributions.additional_properties.keys() == {"text"}
     again = get_job.sync(job.id, client=client)

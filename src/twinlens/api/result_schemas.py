@@ -86,20 +86,37 @@ def plugin_schemas(plugin: Plugin, result_view: Schema, max_text_chars: int) -> 
     prefix = schema_prefix(plugin.name)
     names = {"result": f"{prefix}Result", "heads": f"{prefix}Heads", "inputs": f"{prefix}Inputs"}
     label_schema = plugin.label_schema()
+    decision_components = _decision_components(plugin, f"{prefix}Decision")
+    decision = f"{prefix}Decision" if decision_components else "Decision"
     components = {
+        **decision_components,
         names["heads"]: _heads_schema(plugin.name, label_schema),
-        names["result"]: _result_schema(plugin.name, result_view, title=names["result"], heads=names["heads"]),
+        names["result"]: _result_schema(plugin.name, result_view, title=names["result"], heads=names["heads"], decision=decision),
         names["inputs"]: _inputs_schema(plugin.name, plugin.input_schema(), max_text_chars),
     }
     task_count = len(label_schema.tasks) if label_schema is not None else 0
     return PluginSchemas(plugin.name, names["result"], names["inputs"], task_count, components)
 
 
-def _result_schema(plugin_name: str, result_view: Schema, *, title: str, heads: str) -> Schema:
+def _result_schema(plugin_name: str, result_view: Schema, *, title: str, heads: str, decision: str) -> Schema:
     result = copy.deepcopy(result_view)
     result.update(title=title, description=f"The result of a `{plugin_name}` job")
-    result["properties"].update(heads=ref(heads), decision=ref("Decision"), explanation=ref("Explanation"))
+    result["properties"].update(heads=ref(heads), decision=ref(decision), explanation=ref("Explanation"))
     return result
+
+
+def _decision_components(plugin: Plugin, name: str) -> dict[str, Schema]:
+    """The plugin's declared decision model and the models it nests, as named components
+    (nested ones keep their class names, prefixed so two plugins' rows cannot collide)."""
+    model = plugin.decision_model()
+    if model is None:
+        return {}
+    stem = name.removesuffix("Decision")
+    template = REF.format(model=f"{stem}{{model}}")
+    schema = TypeAdapter(model).json_schema(ref_template=template)
+    nested = {f"{stem}{key}": value for key, value in schema.pop("$defs", {}).items()}
+    schema["title"] = name
+    return {name: schema, **nested}
 
 
 def _heads_schema(plugin_name: str, label_schema: LabelSchema | None) -> Schema:

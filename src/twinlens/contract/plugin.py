@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from twinlens.contract.decision import DecisionBase
 from twinlens.contract.errors import RowError
 from twinlens.contract.prediction import Prediction
 from twinlens.contract.sample import Sample
@@ -160,6 +161,12 @@ class Plugin(ABC):
 
     # -- decision -----------------------------------------------------------------------
     @abstractmethod
+    def decision_model(self) -> type[DecisionBase] | None:
+        """The pydantic model of what `decide` returns (a `DecisionBase` subclass), or None
+        when the decision has no fixed shape. Given, it is published in the OpenAPI
+        document and `decide`'s output is validated against it in conformance checks."""
+        return None
+
     def decide(self, prediction: Prediction) -> dict[str, Any]:
         """Model outputs -> the domain decision. Must include `needs_review` (bool) and,
         when it is true, `review_reason` (str). JSON-serialisable."""

@@ -10,7 +10,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 import twinlens
+from twinlens.contract.decision import DecisionBase
 from twinlens.contract.manifest import DEFAULT_KEEP_IMAGE_SIDE, read_manifest
 from twinlens.contract.plugin import Dataset, DatasetOptions, Plugin
 from twinlens.contract.prediction import HeadPrediction, Prediction
@@ -30,6 +33,13 @@ def _threshold_from_env() -> float:
         return float(raw)
     except ValueError:
         raise ValueError(f"{REVIEW_THRESHOLD_ENV}={raw!r} is not a number") from None
+
+
+class GenericDecision(DecisionBase):
+    """What the generic plugin's `decide` returns: each head's answer, and whether to review."""
+
+    heads: dict[str, dict[str, Any]] = Field(
+        description="Per head: kind, then label/confidence/top (multiclass), labels/top (multilabel) or value (regression)")
 
 
 class GenericPlugin(Plugin):
@@ -89,6 +99,9 @@ class GenericPlugin(Plugin):
             "needs_review": bool(reasons),
             "review_reason": "; ".join(reasons) if reasons else None,
         }
+
+    def decision_model(self) -> type[GenericDecision]:
+        return GenericDecision
 
     def _doubt(self, head: HeadPrediction) -> str | None:
         if head.kind != "multiclass":

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from twinlens.contract.decision import DecisionBase
 from twinlens.contract.prediction import Prediction
 from twinlens_chest_xray.labels import (CRITICAL_FINDINGS, FINDINGS, FINDINGS_TASK, URGENCY_RANK, URGENCY_TASK,
                                         URGENT_FINDINGS)
@@ -46,6 +47,29 @@ class DecisionPolicy(BaseModel):
     @classmethod
     def from_file(cls, path: str | Path) -> "DecisionPolicy":
         return cls.model_validate(json.loads(Path(path).read_text()))
+
+
+class FindingRow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    finding: str
+    probability: float
+    threshold: float
+    present: bool = Field(description="probability >= threshold")
+    uncertain: bool = Field(description="within the policy's band of the threshold: review it")
+
+
+class ChestXrayDecision(DecisionBase):
+    """What `decide` returns for a chest X-ray study (research use only)."""
+
+    intended_use: str
+    model_version: str | None
+    plugin_version: str
+    findings: list[FindingRow]
+    positive_findings: list[str]
+    urgency: str = Field(description="routine, urgent or critical; raised, never lowered, by the rules")
+    urgency_reasons: list[str]
+    input_doubts: list[str]
+    report_findings: dict[str, Any] = Field(description="What the report text itself says, per finding")
 
 
 def decide(prediction: Prediction, policy: DecisionPolicy, plugin_version: str) -> dict[str, Any]:

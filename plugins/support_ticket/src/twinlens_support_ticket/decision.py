@@ -17,6 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from twinlens.contract.decision import DecisionBase
 from twinlens.contract.prediction import HeadPrediction, Prediction
 
 from twinlens_support_ticket.faults import FAULT_SPECS, SAFETY_FAULT, FaultSpec, check_fault_table, fault_spec
@@ -49,6 +52,38 @@ class DecisionPolicy:
     # Lower than the review threshold on purpose: missing a swollen battery costs more
     # than a safety agent's look at a false alarm.
     safety_probability: float = 0.3
+
+
+class TopFault(BaseModel):
+    label: str
+    probability: float
+
+
+class TicketExplanation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    top_faults: list[TopFault] = Field(description="The three most likely faults")
+    contributions: dict[str, float] = Field(description="Share of the answer each present modality carries")
+    inputs_present: list[str]
+    ocr_text: str | None = Field(None, description="Text read from the photo")
+
+
+class TicketDecision(DecisionBase):
+    """What `decide` returns for a support ticket."""
+
+    fault: str | None = Field(description="The most likely fault label")
+    fault_confidence: float | None
+    severity: str = Field(description="low, medium, high or critical (never below the fault's floor)")
+    severity_confidence: float | None
+    action: str = Field(description="The next step, one of the plugin's actions")
+    action_text: str = Field(description="The next step in words, for the agent")
+    team: str = Field(description="The team the ticket is routed to")
+    coverage: str = Field(description="covered, paid, not_needed or unknown (warranty)")
+    safety_escalation: bool
+    safety_reasons: list[str]
+    zero_shot: bool
+    confidence_level: str = Field(description="low, medium or high")
+    ocr_text: str | None
+    explanation: TicketExplanation
 
 
 def decide(prediction: Prediction, policy: DecisionPolicy | None = None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from twinlens.contract.sample import Sample
 from twinlens.contract.schema import ImageInput, InputSchema, LabelSchema, MetadataField, TextField
 from twinlens.contract.spec import AugmentSpec, ImageEncoderSpec, ModelSpec, TextEncoderSpec, TrainConfig
 
-from twinlens_support_ticket.decision import DecisionPolicy, decide
+from twinlens_support_ticket.decision import DecisionPolicy, TicketDecision, decide
 from twinlens_support_ticket.labels import LABEL_SCHEMA
 from twinlens_support_ticket.product import WARRANTY_STATUSES, parse_product
 from twinlens_support_ticket.samples import build_sample, ticket_text
@@ -137,3 +137,6 @@ class SupportTicketPlugin(Plugin):
     # -- decision -----------------------------------------------------------------------
     def decide(self, prediction: Prediction) -> dict[str, Any]:
         return decide(prediction, self.policy)
+
+    def decision_model(self) -> type[TicketDecision]:
+        return TicketDecision

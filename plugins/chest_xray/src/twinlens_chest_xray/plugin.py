@@ -138,6 +138,9 @@ class ChestXrayPlugin(Plugin):
     def decide(self, prediction: Prediction) -> dict[str, Any]:
         return decision.decide(prediction, self.policy, self.version)
 
+    def decision_model(self) -> type[decision.ChestXrayDecision]:
+        return decision.ChestXrayDecision
+
 
 def _without_identifying_metadata(image: bytes, media_type: str | None) -> tuple[bytes, str]:
     if is_dicom(image, media_type):

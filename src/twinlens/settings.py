@@ -90,6 +90,21 @@ class Settings(BaseSettings):
     webhook_retry_max_seconds: float = 3600.0
     webhook_timeout_seconds: float = 10.0
 
+    # -- rate limits ----------------------------------------------------------------------
+    # Token buckets per API key and per tenant: each request spends a token from both, and
+    # each refills at its rate up to its burst. Kept in Redis when broker_url is redis://
+    # (one budget across every API process), in the process otherwise. Far above what one
+    # integration sends; they stop a runaway loop, not a busy client.
+    rate_limit_key_per_second: float = Field(20.0, gt=0)
+    rate_limit_key_burst: int = Field(40, ge=1)
+    rate_limit_tenant_per_second: float = Field(50.0, gt=0)
+    rate_limit_tenant_burst: int = Field(100, ge=1)
+
+    # -- operator endpoints ---------------------------------------------------------------
+    # Bearer token for /metrics and the details of /readyz (an admin API key works too);
+    # without either, /metrics answers 401 and /readyz only ready or not.
+    metrics_token: SecretStr | None = None
+
     # -- models -------------------------------------------------------------------------
     # Bundle directories registered (and activated if none is active) at startup.
     model_bundle_dirs: list[Path] = Field(default_factory=list)
@@ -105,6 +120,13 @@ class Settings(BaseSettings):
             raise UnsafeSettingsError(
                 f"TWINLENS_BOOTSTRAP_ADMIN_KEY must be at least {MIN_PRODUCTION_KEY_CHARS} characters in production"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_token_long_enough_in_production(self) -> "Settings":
+        token = self.metrics_token.get_secret_value() if self.metrics_token else None
+        if self.env == "production" and token is not None and len(token) < MIN_PRODUCTION_KEY_CHARS:
+            raise UnsafeSettingsError(f"TWINLENS_METRICS_TOKEN must be at least {MIN_PRODUCTION_KEY_CHARS} characters in production")
         return self
 
     @model_validator(mode="after")

@@ -1,0 +1,32 @@
+"""job subject digest: jobs name the person or customer they are about (by a digest of
+the caller's `metadata.subject_ref`), so an erasure request finds all of them
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-24
+
+Existing jobs get no digest: they were submitted before a subject could be named.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+
+revision = '0004'
+down_revision = '0003'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('jobs', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('subject_digest', sa.String(length=64), nullable=True))
+        batch_op.create_index('ix_jobs_tenant_subject', ['tenant_id', 'subject_digest'], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('jobs', schema=None) as batch_op:
+        batch_op.drop_index('ix_jobs_tenant_subject')
+        batch_op.drop_column('subject_digest')

@@ -1,8 +1,8 @@
 """job subject digest: jobs name the person or customer they are about (by a digest of
 the caller's `metadata.subject_ref`), so an erasure request finds all of them
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-24
 
 Existing jobs get no digest: they were submitted before a subject could be named.
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0004'
-down_revision = '0003'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 

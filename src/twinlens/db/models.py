@@ -100,6 +100,9 @@ class Job(Base):
     webhook_url: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # The worker process holding a running job (its heartbeat key names it): when the
+    # heartbeat stops, the job is taken back (services/execution.py).
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
 
     model_version: Mapped[ModelVersion] = relationship(lazy="joined")
     result: Mapped["Result | None"] = relationship(
@@ -147,6 +150,8 @@ class WebhookDelivery(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Attempts made before the latest redelivery: its retry schedule counts from here.
+    attempts_at_redelivery: Mapped[int] = mapped_column(Integer, default=0)
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -77,6 +77,7 @@ class Job(Base):
         UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency_key"),
         Index("ix_jobs_tenant_page", "tenant_id", "created_at", "id"),
         Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_tenant_subject", "tenant_id", "subject_digest"),
         CheckConstraint(_one_of("status", JOB_STATUSES), name="status"),
     )
 
@@ -100,6 +101,10 @@ class Job(Base):
     webhook_url: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # Who the job is about: a digest of the tenant and the caller's `metadata.subject_ref`
+    # (services/erasure.py). It outlives the retention purge of the metadata, so an erasure
+    # request still finds the job's result and feedback; the reference is not kept in clear.
+    subject_digest: Mapped[str | None] = mapped_column(String(64))
     # The worker process holding a running job (its heartbeat key names it): when the
     # heartbeat stops, the job is taken back (services/execution.py).
     claimed_by: Mapped[str | None] = mapped_column(String(200))

@@ -80,7 +80,19 @@ class Settings(BaseSettings):
     # A run still `running` this long after the training limit lost its worker; it is failed
     # (not retried: a second attempt could race the first for the output folder).
     training_stale_grace_seconds: float = 600.0
-    sweep_interval_seconds: float = 30.0
+    # How often one worker of the fleet looks for lost work: dead workers' jobs, jobs the
+    # broker never got, due webhooks. A dead worker's jobs wait at most its heartbeat TTL
+    # plus this interval before they are queued again.
+    sweep_interval_seconds: float = 10.0
+    # Every worker process refreshes a heartbeat key in the broker's Redis each interval; the
+    # key lives `ttl` seconds, so a process that stops (SIGKILL, out of memory, a lost
+    # machine) is known dead once it lapses, and the jobs it held are queued again.
+    worker_heartbeat_interval_seconds: float = Field(5.0, gt=0)
+    worker_heartbeat_ttl_seconds: float = Field(20.0, gt=0)
+    # Prometheus metrics of a Celery worker (batch sizes, stage timings, jobs finished) on
+    # this port; 0 turns them off. Loopback only unless the host says otherwise.
+    worker_metrics_port: int = Field(9464, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
     # torch threads per worker process; 1 suits several processes sharing a CPU.
     worker_torch_threads: int | None = None
 
@@ -138,6 +150,13 @@ class Settings(BaseSettings):
                              "(a worker serving the training queue would see its run handed to another)")
         if self.batch_drain_seconds >= self.task_time_limit_seconds:
             raise ValueError("batch_drain_seconds must be below task_time_limit_seconds")
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeat_outlives_its_interval(self) -> "Settings":
+        # Two missed beats in a row, not one slow Redis round trip, should declare a worker dead.
+        if self.worker_heartbeat_ttl_seconds < 2 * self.worker_heartbeat_interval_seconds:
+            raise ValueError("worker_heartbeat_ttl_seconds must be at least twice worker_heartbeat_interval_seconds")
         return self
 
     @property

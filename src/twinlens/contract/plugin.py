@@ -160,13 +160,13 @@ class Plugin(ABC):
         """Write a small generated data set; return the path `read_dataset` takes."""
 
     # -- decision -----------------------------------------------------------------------
-    @abstractmethod
     def decision_model(self) -> type[DecisionBase] | None:
         """The pydantic model of what `decide` returns (a `DecisionBase` subclass), or None
         when the decision has no fixed shape. Given, it is published in the OpenAPI
         document and `decide`'s output is validated against it in conformance checks."""
         return None
 
+    @abstractmethod
     def decide(self, prediction: Prediction) -> dict[str, Any]:
         """Model outputs -> the domain decision. Must include `needs_review` (bool) and,
         when it is true, `review_reason` (str). JSON-serialisable."""

@@ -2,13 +2,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from twinlens.db.models import FINISHED_STATUSES, Feedback, Job, Result
 from twinlens.db.repositories.tenant_owned import TenantOwnedRepository
+
+
+@dataclass(frozen=True)
+class RunningClaim:
+    job_id: uuid.UUID
+    plugin: str
+    worker: str
+    attempt: int
 
 
 class JobRepository(TenantOwnedRepository[Job]):
@@ -32,6 +41,25 @@ class JobRepository(TenantOwnedRepository[Job]):
     def running_since_before(self, started_before: datetime, limit: int = 500) -> list[Job]:
         query = select(Job).where(Job.status == "running", Job.started_at < started_before).limit(limit)
         return list(self.session.scalars(query))
+
+    def running_claims(self, started_before: datetime, limit: int = 2000) -> list[RunningClaim]:
+        """Running jobs claimed before `started_before` by a named worker, with its name."""
+        query = (
+            select(Job.id, Job.plugin, Job.claimed_by, Job.attempts)
+            .where(Job.status == "running", Job.claimed_by.is_not(None), Job.started_at < started_before)
+            .order_by(Job.started_at)
+            .limit(limit)
+        )
+        return [RunningClaim(row.id, row.plugin, row.claimed_by, row.attempts) for row in self.session.execute(query)]
+
+    def queued_page(self, created_before: datetime, after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[tuple[uuid.UUID, str, datetime]]:
+        """Queued jobs created before `created_before`, oldest first, after the (created_at, id)
+        key of the previous page: the outbox walks every queued job, not just the oldest."""
+        query = select(Job.id, Job.plugin, Job.created_at).where(Job.status == "queued", Job.created_at < created_before)
+        if after is not None:
+            query = query.where(or_(Job.created_at > after[0], and_(Job.created_at == after[0], Job.id > after[1])))
+        rows = self.session.execute(query.order_by(Job.created_at, Job.id).limit(limit))
+        return [(row.id, row.plugin, row.created_at) for row in rows]
 
     def finished_with_inputs_before(self, cutoff: datetime, limit: int = 500) -> list[Job]:
         query = select(Job).where(
@@ -73,34 +101,47 @@ class JobRepository(TenantOwnedRepository[Job]):
             .limit(limit)
         ))
 
-    def claim(self, job_ids: Sequence[uuid.UUID], now: datetime) -> list[uuid.UUID]:
-        """queued -> running for those still queued; a conditional UPDATE, so two workers
-        given the same id never both get it."""
+    def claim(self, job_ids: Sequence[uuid.UUID], now: datetime, worker: str | None = None) -> list[uuid.UUID]:
+        """queued -> running for those still queued, recorded against `worker`; a conditional
+        UPDATE, so two workers given the same id never both get it. The attempt number it
+        sets is the claim's fencing token (see `finish`)."""
         result = self.session.execute(
             update(Job)
             .where(Job.id.in_(job_ids), Job.status == "queued")
-            .values(status="running", attempts=Job.attempts + 1, started_at=now)
+            .values(status="running", attempts=Job.attempts + 1, started_at=now, claimed_by=worker)
             .returning(Job.id)
             .execution_options(synchronize_session=False)
         )
         return [row[0] for row in result]
 
-    def finish(self, job_id: uuid.UUID, status: str, now: datetime, error: dict[str, Any] | None = None) -> bool:
+    def finish(
+        self, job_id: uuid.UUID, status: str, now: datetime, error: dict[str, Any] | None = None, attempt: int | None = None,
+    ) -> bool:
         """running -> succeeded/failed; False when the job is no longer running (deleted,
-        canceled or already finished by another worker)."""
+        canceled or already finished by another worker) or, given the claim's `attempt`, no
+        longer that claim's: a worker presumed dead whose job was re-queued and claimed again
+        cannot write over the new claim."""
+        conditions = [Job.id == job_id, Job.status == "running"]
+        if attempt is not None:
+            conditions.append(Job.attempts == attempt)
         result = self.session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.status == "running")
+            .where(*conditions)
             .values(status=status, finished_at=now, error=error)
             .execution_options(synchronize_session=False)
         )
         return result.rowcount == 1
 
-    def requeue(self, job_id: uuid.UUID) -> bool:
+    def requeue(self, job_id: uuid.UUID, attempt: int | None = None) -> bool:
+        """running -> queued; given `attempt`, only if it is still that claim (a sweep that
+        judged an old claim must not undo a newer one)."""
+        conditions = [Job.id == job_id, Job.status == "running"]
+        if attempt is not None:
+            conditions.append(Job.attempts == attempt)
         result = self.session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.status == "running")
-            .values(status="queued", started_at=None)
+            .where(*conditions)
+            .values(status="queued", started_at=None, claimed_by=None)
             .execution_options(synchronize_session=False)
         )
         return result.rowcount == 1

@@ -84,6 +84,13 @@ class Member:
     def outputs(self, cases: list[CaseInputs], keep: list[str] | None = None) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def outputs_masked(self, cases: list[CaseInputs], masked: list[str]) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+        """Outputs with every input and with each of `masked` removed in turn; a member that
+        does not use a modality answers the same without it, so it is not asked again."""
+        full = self.outputs(cases)
+        return full, {m: self.outputs(cases, [o for o in self.modalities if o != m]) if m in self.modalities else full
+                      for m in masked}
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "modalities": self.modalities}
 
@@ -161,6 +168,12 @@ class NetworkMember(Member):
         if modalities == []:
             modalities = ["__none__"]  # every modality masked: the learned missing tokens answer
         return {name: values.numpy() for name, values in self.predictor.outputs(encoded, modalities).items()}
+
+    def outputs_masked(self, cases, masked):
+        full, without = self.predictor.outputs_masked([c.network for c in cases], [m for m in masked if m in self.modalities])
+        as_numpy = lambda outputs: {name: values.numpy() for name, values in outputs.items()}  # noqa: E731
+        full = as_numpy(full)
+        return full, {m: as_numpy(without[m]) if m in without else full for m in masked}
 
 
 class ZeroShotMember(Member):
@@ -280,9 +293,18 @@ class EnsemblePredictor:
 
     def outputs(self, cases: list[CaseInputs], modalities: list[str] | None = None) -> dict[str, np.ndarray]:
         """Calibrated ensemble outputs per head; `modalities` keeps only those inputs."""
-        member_outputs = [m.outputs(cases, modalities) for m in self.members]
-        mixed = mix(self.label_schema, member_outputs, self.weights, present_matrix(self.members, cases, modalities))
+        return self._mixture(cases, [m.outputs(cases, modalities) for m in self.members], modalities)
+
+    def _mixture(self, cases: list[CaseInputs], member_outputs: list[dict[str, np.ndarray]], keep: list[str] | None) -> dict[str, np.ndarray]:
+        mixed = mix(self.label_schema, member_outputs, self.weights, present_matrix(self.members, cases, keep))
         return temper_mixture(self.label_schema, mixed, self.temperatures)
+
+    def _outputs_masked(self, cases: list[CaseInputs], masked: list[str]) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+        """The mixture with every input and with each of `masked` removed, each member asked
+        once (the network member runs its encoders once for all of them)."""
+        answers = [m.outputs_masked(cases, masked) for m in self.members]
+        full = self._mixture(cases, [a[0] for a in answers], None)
+        return full, {m: self._mixture(cases, [a[1][m] for a in answers], [o for o in self.modalities if o != m]) for m in masked}
 
     def predict(self, samples: list[Sample], *, contributions: bool = True, batch_size: int = 32) -> list[Prediction]:
         from twinlens.engine.predictor import sample_extras
@@ -293,13 +315,14 @@ class EnsemblePredictor:
         return predictions
 
     def predict_encoded(self, cases: list[CaseInputs], *, contributions: bool = True, batch_size: int = 32) -> list[Prediction]:
-        from twinlens.engine.predictor import head_prediction, modality_contributions
+        from twinlens.engine.predictor import contribution_masks, head_prediction, modality_contributions
 
         if not cases:
             return []
-        full = self.outputs(cases)
         present = [[m for m in self.modalities if c.has(m)] for c in cases]
-        shares = (modality_contributions(lambda keep: self.outputs(cases, keep), full, present, self.modalities, self.label_schema, self.stats)
+        masked = contribution_masks(self.modalities, present) if contributions else []
+        full, without = self._outputs_masked(cases, masked)
+        shares = (modality_contributions(without, full, present, self.label_schema, self.stats)
                   if contributions else [{} for _ in cases])
         return [Prediction(heads={t.name: head_prediction(t, full[t.name][row]) for t in self.label_schema.tasks},
                            contributions=shares[row], inputs_present=present[row], model_version=self.version)

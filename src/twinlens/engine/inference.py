@@ -54,10 +54,46 @@ def infer_logits(
         batch = collate([encoded[i] for i in rows], pre, device)
         attach_cache(batch, cache, rows, device)
         with autocast_for(device, amp):
-            outputs = model(batch, keep_only(batch["present"], modalities))
-        for name, logits in outputs.items():
-            collected[name].append(logits.float().cpu())
-    return {name: torch.cat(parts) if parts else torch.empty(0) for name, parts in collected.items()}
+            _collect(collected, model(batch, keep_only(batch["present"], modalities)))
+    return _joined(collected)
+
+
+@torch.inference_mode()
+def infer_masked_logits(
+    model: FusionModel,
+    pre: Preprocessor,
+    encoded: list[EncodedSample],
+    *,
+    device: torch.device,
+    masked: list[str],
+    batch_size: int = 64,
+    amp: bool = True,
+) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
+    """Logits with every input, and with each modality in `masked` removed in turn.
+
+    The encoders run once per batch: removing a modality only swaps its tokens for the
+    learned missing token, so the other modalities' encoder outputs are reused and only
+    fusion and heads run again (the encoders are most of the cost)."""
+    model.eval()
+    full: dict[str, list[torch.Tensor]] = {name: [] for name in model.heads}
+    without: dict[str, dict[str, list[torch.Tensor]]] = {m: {name: [] for name in model.heads} for m in masked}
+    for rows in batches(len(encoded), batch_size):
+        batch = collate([encoded[i] for i in rows], pre, device)
+        with autocast_for(device, amp):
+            features = model.encode(batch)
+            _collect(full, model.heads_from(features))
+            for modality in masked:
+                _collect(without[modality], model.heads_from(model.without(features, modality)))
+    return _joined(full), {m: _joined(parts) for m, parts in without.items()}
+
+
+def _collect(into: dict[str, list[torch.Tensor]], outputs: dict[str, torch.Tensor]) -> None:
+    for name, logits in outputs.items():
+        into[name].append(logits.float().cpu())
+
+
+def _joined(parts: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {name: torch.cat(chunks) if chunks else torch.empty(0) for name, chunks in parts.items()}
 
 
 @torch.inference_mode()

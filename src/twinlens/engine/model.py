@@ -84,6 +84,11 @@ class FusionModel(nn.Module):
         """`features` with every modality but `modality` shown as missing (no encoder re-run)."""
         return {m: tokens if m == modality else self._all_missing(m, tokens.present) for m, tokens in features.items()}
 
+    def without(self, features: dict[str, ModalityTokens], modality: str) -> dict[str, ModalityTokens]:
+        """`features` with `modality` shown as missing in every row (no encoder re-run): the
+        same tokens `encode` gives when that modality is masked out."""
+        return {m: self._all_missing(m, tokens.present) if m == modality else tokens for m, tokens in features.items()}
+
     def _all_missing(self, modality: str, like: torch.Tensor) -> ModalityTokens:
         size = like.shape[0]
         tokens = self.missing[modality].view(1, 1, -1).expand(size, 1, -1)

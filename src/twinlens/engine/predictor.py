@@ -8,13 +8,13 @@ from typing import Any
 
 import torch
 
-from twinlens.engine.bundle import load_bundle
-from twinlens.engine.data import EncodedSample, Preprocessor
-from twinlens.engine.inference import infer_logits, pick_device
 from twinlens.contract.prediction import HeadPrediction, Prediction
-from twinlens.engine.reporting import calibrated_outputs
 from twinlens.contract.sample import Sample
 from twinlens.contract.schema import Task
+from twinlens.engine.bundle import load_bundle
+from twinlens.engine.data import EncodedSample, Preprocessor
+from twinlens.engine.inference import infer_logits, infer_masked_logits, pick_device
+from twinlens.engine.reporting import calibrated_outputs
 
 MULTILABEL_THRESHOLD = 0.5
 
@@ -72,14 +72,27 @@ class Predictor:
     def predict_encoded(self, encoded: list[EncodedSample], *, contributions: bool = True, batch_size: int = 32) -> list[Prediction]:
         if not encoded:
             return []
-        outputs = self._outputs(encoded, None, batch_size)
         present = self._present(encoded)
-        shares = self._contributions(encoded, outputs, present, batch_size) if contributions else [{} for _ in encoded]
+        if contributions:
+            outputs, without = self.outputs_masked(encoded, contribution_masks(self.spec.modalities, present), batch_size)
+            shares = modality_contributions(without, outputs, present, self.label_schema, self.stats)
+        else:
+            outputs, shares = self._outputs(encoded, None, batch_size), [{} for _ in encoded]
         return [self._prediction(outputs, row, present[row], shares[row]) for row in range(len(encoded))]
 
     def outputs(self, encoded: list[EncodedSample], modalities: list[str] | None = None, batch_size: int = 32) -> dict[str, torch.Tensor]:
         """Calibrated outputs per head (probabilities; regression values), rows in order."""
         return self._outputs(encoded, modalities, batch_size)
+
+    def outputs_masked(self, encoded: list[EncodedSample], masked: list[str], batch_size: int = 32
+                       ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
+        """Calibrated outputs with every input and with each of `masked` removed in turn,
+        from one encoder pass (see `infer_masked_logits`)."""
+        if not masked:
+            return self._outputs(encoded, None, batch_size), {}
+        full, without = infer_masked_logits(self.model, self.pre, encoded, device=self.device, masked=masked, batch_size=batch_size)
+        calibrate = lambda logits: calibrated_outputs(self.label_schema, logits, self.temperatures, self.stats)  # noqa: E731
+        return calibrate(full), {m: calibrate(logits) for m, logits in without.items()}
 
     def _outputs(self, encoded, modalities, batch_size) -> dict[str, torch.Tensor]:
         logits = infer_logits(self.model, self.pre, encoded, device=self.device, batch_size=batch_size, modalities=modalities)
@@ -89,21 +102,23 @@ class Predictor:
         used = self.spec.modalities
         return [[m for m in used if (e.pixels is not None if m == "image" else e.tokens.get(m) is not None)] for e in encoded]
 
-    def _contributions(self, encoded, full, present, batch_size) -> list[dict[str, float]]:
-        return modality_contributions(lambda keep: self._outputs(encoded, keep, batch_size), full, present,
-                                      self.spec.modalities, self.label_schema, self.stats)
-
     def _prediction(self, outputs, row: int, present: list[str], shares: dict[str, float]) -> Prediction:
         heads = {task.name: _head(task, outputs[task.name][row]) for task in self.label_schema.tasks}
         return Prediction(heads=heads, contributions=shares, inputs_present=present, model_version=self.version)
 
 
-def modality_contributions(outputs_without, full, present: list[list[str]], modalities: list[str], schema, stats) -> list[dict[str, float]]:
+def contribution_masks(modalities: list[str], present: list[list[str]]) -> list[str]:
+    """The modalities to mask one at a time for contributions: those some row has, when
+    some row has more than one (a single present modality carries the whole decision)."""
+    if not any(len(p) > 1 for p in present):
+        return []
+    return [m for m in modalities if any(m in p for p in present)]
+
+
+def modality_contributions(without: dict[str, Any], full, present: list[list[str]], schema, stats) -> list[dict[str, float]]:
     """Each present modality's share of the decision: how far the top answers move when
-    that modality is masked out (`outputs_without(kept_modalities)` recomputes them)."""
-    used = [m for m in modalities if any(m in p for p in present)]
-    drops = {m: decision_shift(full, outputs_without([o for o in modalities if o != m]), schema, stats)
-             for m in used if any(len(p) > 1 for p in present)}
+    that modality is masked out (`without[m]`: the outputs with `m` removed)."""
+    drops = {m: decision_shift(full, masked, schema, stats) for m, masked in without.items()}
     return [_shares(row_present, {m: float(drops[m][row]) for m in drops}) for row, row_present in enumerate(present)]
 
 

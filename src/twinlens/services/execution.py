@@ -1,9 +1,15 @@
-"""Job state changes made by workers: claim, complete, fail, recover, purge."""
+"""Job state changes made by workers: claim, complete, fail, recover, purge.
+
+Every claim records the worker process that made it and bumps the job's attempt number;
+that number fences the claim: a result is written only by the claim that is current, so a
+worker presumed dead (its heartbeat lapsed, its job re-queued and claimed again) whose
+result arrives late writes nothing.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,23 +48,25 @@ class JobOutcome:
     explanation: dict[str, Any]
 
 
-def claim_jobs(session: Session, job_ids: Sequence[uuid.UUID], max_attempts: int) -> list[ClaimedJob]:
-    """queued -> running (attempts + 1) for the ids still queued. A job that has already
-    used up its attempts (it kept killing workers) fails instead of looping."""
+def claim_jobs(
+    session: Session, job_ids: Sequence[uuid.UUID], max_attempts: int, worker: str | None = None,
+) -> list[ClaimedJob]:
+    """queued -> running (attempts + 1) for the ids still queued, held by `worker`. A job
+    that has already used up its attempts (it kept killing workers) fails instead of looping."""
     repo = JobRepository(session)
     now = utcnow()
     exhausted = {"field": None, "reason": f"gave up after {max_attempts} attempts (the worker kept stopping)"}
     repo.fail_exhausted(job_ids, max_attempts, exhausted, now)
-    claimed = repo.claim(job_ids, now)
+    claimed = repo.claim(job_ids, now, worker)
     return [_snapshot(job) for job in repo.many(claimed)] if claimed else []
 
 
-def claim_more(session: Session, model_version_id: uuid.UUID, limit: int) -> list[ClaimedJob]:
+def claim_more(session: Session, model_version_id: uuid.UUID, limit: int, worker: str | None = None) -> list[ClaimedJob]:
     """Claim up to `limit` more queued first-attempt jobs of one model version (to fill a
     batch). Racing workers are settled by the conditional UPDATE in `claim`."""
     repo = JobRepository(session)
     candidates = repo.queued_for_model(model_version_id, limit)
-    claimed = repo.claim(candidates, utcnow()) if candidates else []
+    claimed = repo.claim(candidates, utcnow(), worker) if candidates else []
     return [_snapshot(job) for job in repo.many(claimed)] if claimed else []
 
 
@@ -79,9 +87,10 @@ def _snapshot(job: Job) -> ClaimedJob:
 
 
 def complete_job(session: Session, claimed: ClaimedJob, outcome: JobOutcome) -> bool:
-    """Write the result; False (and nothing written) if the job is no longer running."""
+    """Write the result; False (and nothing written) if the job is no longer running under
+    this claim."""
     repo = JobRepository(session)
-    if not repo.finish(claimed.id, "succeeded", utcnow()):
+    if not repo.finish(claimed.id, "succeeded", utcnow(), attempt=claimed.attempts):
         return False
     repo.add_result(
         Result(
@@ -97,8 +106,12 @@ def complete_job(session: Session, claimed: ClaimedJob, outcome: JobOutcome) -> 
     return True
 
 
-def fail_job(session: Session, job_id: uuid.UUID, reason: str, field_name: str | None = None) -> bool:
-    if not JobRepository(session).finish(job_id, "failed", utcnow(), {"field": field_name, "reason": reason}):
+def fail_job(
+    session: Session, job_id: uuid.UUID, reason: str, field_name: str | None = None, attempt: int | None = None,
+) -> bool:
+    """Record the failure; given the claim's `attempt`, only while that claim is current."""
+    error = {"field": field_name, "reason": reason}
+    if not JobRepository(session).finish(job_id, "failed", utcnow(), error, attempt=attempt):
         return False
     _announce(session, job_id)
     return True
@@ -120,6 +133,60 @@ def requeue_stale_jobs(session: Session, stale_after: float, publish) -> int:
             count += 1
             after_commit(session, lambda job_id=job.id, plugin=job.plugin: publish(job_id, plugin))
     return count
+
+
+# What the heartbeats say, per worker asked about: the ids of the jobs it holds, for each
+# one that is alive (a worker missing from the answer is dead). None: no judgement now.
+HeartbeatReader = Callable[[Collection[str]], Mapping[str, Collection[str]] | None]
+
+
+def requeue_jobs_of_lost_workers(session: Session, living: HeartbeatReader, grace_seconds: float, publish) -> int:
+    """Queue again each running job that no living worker holds: its worker's heartbeat
+    lapsed (SIGKILL, out of memory, a lost machine), or the worker let go of it when its
+    task failed (the database went away mid-batch). Claims younger than `grace_seconds`
+    are left alone: the claimant's next beat may not have named them yet."""
+    repo = JobRepository(session)
+    claims = repo.running_claims(utcnow() - timedelta(seconds=grace_seconds))
+    if not claims:
+        return 0
+    held = living({claim.worker for claim in claims})
+    if held is None:
+        return 0
+    count = 0
+    for claim in claims:
+        if str(claim.job_id) in held.get(claim.worker, ()):
+            continue
+        if repo.requeue(claim.job_id, claim.attempt):
+            count += 1
+            after_commit(session, lambda job_id=claim.job_id, plugin=claim.plugin: publish(job_id, plugin))
+    return count
+
+
+OUTBOX_PAGE = 500
+OUTBOX_MAX_PER_SWEEP = 20_000
+
+
+def publish_unpublished(
+    session: Session, published_among: Callable[[list[str]], set[str]], publish, *, grace_seconds: float,
+) -> int:
+    """The outbox: publish every queued job whose publish the broker does not remember
+    (committed while Redis was down, or the publisher died after its commit). Jobs newer
+    than `grace_seconds` are skipped: their submitter is publishing them right now."""
+    repo = JobRepository(session)
+    created_before = utcnow() - timedelta(seconds=grace_seconds)
+    after, seen, published = None, 0, 0
+    while seen < OUTBOX_MAX_PER_SWEEP:
+        page = repo.queued_page(created_before, after, OUTBOX_PAGE)
+        if not page:
+            break
+        known = published_among([str(job_id) for job_id, _, _ in page])
+        for job_id, plugin, _ in page:
+            if str(job_id) not in known:
+                publish(job_id, plugin)
+                published += 1
+        last_id, _, last_created = page[-1]
+        after, seen = (last_created, last_id), seen + len(page)
+    return published
 
 
 def queued_jobs(session: Session, older_than: float = 0.0) -> list[tuple[uuid.UUID, str]]:

@@ -184,6 +184,8 @@ class WebhookAttempt(Base):
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
+    # A tenant admin reads its events newest first (GET /v1/audit-events), page by page.
+    __table_args__ = (Index("ix_audit_events_tenant_page", "tenant_id", "created_at", "id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     tenant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tenants.id", ondelete="SET NULL"), index=True)

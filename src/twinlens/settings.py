@@ -11,6 +11,7 @@ import functools
 from pathlib import Path
 from typing import Literal
 
+from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -121,6 +122,21 @@ class Settings(BaseSettings):
     # Bundle directories registered (and activated if none is active) at startup.
     model_bundle_dirs: list[Path] = Field(default_factory=list)
 
+    # -- admin paths and secrets ------------------------------------------------------------
+    # The folders an API request may name: a model registration's bundle_path (model roots)
+    # and a training run's data_path (data roots) and output_dir (output roots). Empty means
+    # data_dir/models for bundles and training output, data_dir/datasets for data. From the
+    # environment as JSON lists: TWINLENS_MODEL_ROOTS='["/srv/twinlens/models"]'.
+    model_roots: list[Path] = Field(default_factory=list)
+    data_roots: list[Path] = Field(default_factory=list)
+    output_roots: list[Path] = Field(default_factory=list)
+    # Fernet key(s) sealing tenants' webhook signing secrets at rest, comma-separated: the
+    # first seals, every one opens (put a new key first to replace the old). Required with
+    # env=production; in development a key is generated into data_dir/secrets.key on first use.
+    secrets_key: SecretStr | None = None
+    # How long a rotated-out webhook secret keeps signing deliveries, unless the rotation says.
+    webhook_secret_overlap_seconds: float = Field(24 * 3600.0, ge=0, le=30 * 24 * 3600.0)
+
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> "Settings":
         if self.env != "production":
@@ -151,6 +167,45 @@ class Settings(BaseSettings):
         if self.batch_drain_seconds >= self.task_time_limit_seconds:
             raise ValueError("batch_drain_seconds must be below task_time_limit_seconds")
         return self
+
+    @model_validator(mode="after")
+    def _secrets_key_usable(self) -> "Settings":
+        if self.secrets_key is None:
+            if self.env == "production":
+                raise UnsafeSettingsError("TWINLENS_SECRETS_KEY is required with env=production (a Fernet key: "
+                                          "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')")
+            return self
+        if not self.secrets_key_list:
+            raise ValueError("TWINLENS_SECRETS_KEY is set but holds no key")
+        for number, key in enumerate(self.secrets_key_list, start=1):
+            try:
+                Fernet(key)
+            except ValueError:
+                raise ValueError(f"TWINLENS_SECRETS_KEY: key {number} is not a Fernet key (32 url-safe base64 bytes)") from None
+        return self
+
+    @property
+    def secrets_key_list(self) -> list[str]:
+        """The configured Fernet keys, sealing key first; empty when none is configured."""
+        raw = self.secrets_key.get_secret_value() if self.secrets_key else ""
+        return [key.strip() for key in raw.split(",") if key.strip()]
+
+    @property
+    def secrets_key_file(self) -> Path:
+        """Where development keeps the key it generated (no TWINLENS_SECRETS_KEY)."""
+        return self.data_dir / "secrets.key"
+
+    @property
+    def resolved_model_roots(self) -> list[Path]:
+        return self.model_roots or [self.data_dir / "models"]
+
+    @property
+    def resolved_data_roots(self) -> list[Path]:
+        return self.data_roots or [self.data_dir / "datasets"]
+
+    @property
+    def resolved_output_roots(self) -> list[Path]:
+        return self.output_roots or [self.data_dir / "models"]
 
     @model_validator(mode="after")
     def _heartbeat_outlives_its_interval(self) -> "Settings":

@@ -75,11 +75,14 @@ def live(request, tmp_path_factory, generic_bundle) -> Iterator[RunningService]:
         url = request.getfixturevalue("postgres_url")
     else:
         url = f"sqlite:///{data_dir / 'twinlens.db'}"
-    settings = service_settings(data_dir, url)
+    # The tests name bundles, data and output folders under pytest's temporary folder.
+    roots = [tmp_path_factory.getbasetemp()]
+    settings = service_settings(data_dir, url, model_roots=roots, data_roots=roots, output_roots=roots)
     database = Database(settings.resolved_database_url)
     upgrade(database.engine)
     with database.session() as session:
-        _, admin_key = keys.create_key(session, f"admin-{request.param}", admin=True)
+        # The operator's key: it makes the tenants (and keys) each test asks for.
+        _, admin_key = keys.create_key(session, f"admin-{request.param}", platform_admin=True)
     service = EmbeddedService(settings, port=0, database=database).build(migrate=False).start()
     running = RunningService(request.param, service.url, settings, database, admin_key, service)
     with running.client() as client:

@@ -1,5 +1,5 @@
 """Request dependencies, as Annotated aliases: SessionDep, ApiKeyDep, AdminKeyDep,
-PluginDep, SettingsDep, BlobsDep, PageDep."""
+PluginDep, SettingsDep, BlobsDep, PageDep, SecretBoxDep."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from twinlens.blobs import LocalBlobStore
 from twinlens.contract.plugin import Plugin
 from twinlens.contract.registry import get_plugin
 from twinlens.db.session import Database
-from twinlens.services import keys
+from twinlens.services import keys, webhook_secrets
 from twinlens.services.keys import Principal
 from twinlens.services.paging import PageRequest
+from twinlens.services.webhook_secrets import SecretBox
 from twinlens.settings import Settings
 
 
@@ -63,6 +64,14 @@ def get_admin(principal: ApiKeyDep) -> Principal:
 
 
 AdminKeyDep = Annotated[Principal, Depends(get_admin)]
+
+
+def get_secret_box(settings: SettingsDep) -> SecretBox:
+    """What seals and opens tenants' webhook secrets (the key from settings or data_dir)."""
+    return webhook_secrets.secret_box(settings)
+
+
+SecretBoxDep = Annotated[SecretBox, Depends(get_secret_box)]
 
 
 def get_plugin_dep(name: Annotated[str, Path(description="Plugin name, e.g. support_ticket", max_length=100)]) -> Plugin:

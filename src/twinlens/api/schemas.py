@@ -55,14 +55,17 @@ class FeedbackCreate(BaseModel):
 class ModelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     bundle_path: str = Field(min_length=1, max_length=4096, description="A bundle directory readable by the server and workers")
-    scope: Literal["global", "tenant"] = "global"
+    scope: Literal["global", "tenant"] | None = Field(
+        None, description="Who may use it: the caller's tenant (the default for a tenant admin) or every tenant "
+                          "(global: platform admins only, and their default)")
     activate: bool = False
 
 
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    tenant: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    admin: bool = False
+    tenant: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                               description="Default: the caller's tenant; another tenant needs a platform admin key")
+    admin: bool = Field(False, description="A tenant admin key: its tenant's keys, models and training")
     name: str = Field("", max_length=100)
 
 
@@ -78,7 +81,9 @@ class TrainingRunCreate(BaseModel):
         min_length=1, max_length=4096,
         description="Absolute path of the bundle folder to write: new, empty, or an earlier bundle (it is replaced)",
     )
-    scope: Literal["global", "tenant"] = Field("global", description="Who may use the registered model")
+    scope: Literal["global", "tenant"] | None = Field(
+        None, description="Who may use the registered model: the caller's tenant (a tenant admin's default) or every "
+                          "tenant (global: platform admins only, and their default)")
     epochs: int | None = Field(None, ge=1, le=10_000)
     batch_size: int | None = Field(None, ge=1, le=65_536)
     seed: int | None = Field(None, ge=0)
@@ -100,3 +105,11 @@ class TrainingRunCreate(BaseModel):
         # Only the dataset options actually sent: unset ones keep the plugin reader's defaults.
         dataset = self.dataset.model_dump(exclude_unset=True) if self.dataset is not None else {}
         return TrainingRequest(**self.model_dump(exclude={"dataset"}), dataset=dataset)
+
+
+class WebhookSecretRotate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    overlap_seconds: float | None = Field(
+        None, ge=0, le=30 * 24 * 3600,
+        description="How long the old secret keeps signing deliveries next to the new one (default: the "
+                    "webhook_secret_overlap_seconds setting, 24 hours); 0 retires it at once")

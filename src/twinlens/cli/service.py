@@ -47,7 +47,19 @@ def _database(settings: Settings, *, migrate: bool):
     database = Database(settings.resolved_database_url)
     if migrate:
         upgrade(database.engine)
+        _seal_legacy_secrets(database, settings)
     return database
+
+
+def _seal_legacy_secrets(database, settings: Settings) -> None:
+    """Webhook secrets stored in clear before migration 0003 are sealed with the secrets key
+    as soon as the schema allows it (the migration itself has no key)."""
+    from twinlens.services.webhook_secrets import seal_legacy_secrets, secret_box
+
+    with database.session() as session:
+        sealed = seal_legacy_secrets(session, secret_box(settings))
+    if sealed:
+        log.info("sealed %d webhook secret(s) kept in clear before migration 0003", sealed)
 
 
 # -- the running service ------------------------------------------------------------------
@@ -183,7 +195,17 @@ def db_upgrade(revision: Annotated[str, typer.Option(help="Target revision.")] =
     settings = _settings()
     database = Database(settings.resolved_database_url)
     upgrade(database.engine, revision)
+    if current_revision(database.engine) == _head_revision():
+        _seal_legacy_secrets(database, settings)
     typer.echo(f"{_safe_url(settings)} is at revision {current_revision(database.engine)}")
+
+
+def _head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    from twinlens.db.migrate import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 @db_app.command("check")
@@ -206,19 +228,24 @@ def db_check() -> None:
 @user_errors
 def keys_create(
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant name (created if new).")],
-    admin: Annotated[bool, typer.Option("--admin", help="Admin scope: manage models and keys.")] = False,
+    admin: Annotated[bool, typer.Option("--admin", help="Tenant admin: its own tenant's keys, models and training.")] = False,
+    platform_admin: Annotated[bool, typer.Option(
+        "--platform-admin", help="Platform admin: global models and every tenant's keys and models (no HTTP request "
+                                 "can make one).")] = False,
     name: Annotated[str, typer.Option(help="A label for the key.")] = "",
 ) -> None:
     """Create an API key; it is printed once and stored only as a hash."""
     from twinlens.services import keys
+    from twinlens.services.webhook_secrets import current_secret, secret_box
 
-    database = _database(_settings(), migrate=False)
+    settings = _settings()
+    database = _database(settings, migrate=False)
     with database.session() as session:
-        record, plain = keys.create_key(session, tenant, admin=admin, name=name)
-        secret = record.tenant.webhook_secret
+        record, plain = keys.create_key(session, tenant, admin=admin, platform_admin=platform_admin, name=name)
+        secret = current_secret(session, record.tenant, secret_box(settings))
+    role = "platform admin" if platform_admin else "admin" if admin else "standard"
     typer.echo(plain)
-    typer.echo(f"(tenant {tenant}, {'admin' if admin else 'standard'} key {record.prefix}...; "
-               f"webhook signing secret: {secret})", err=True)
+    typer.echo(f"(tenant {tenant}, {role} key {record.prefix}...; webhook signing secret: {secret})", err=True)
 
 
 # -- demo -------------------------------------------------------------------------------------

@@ -28,8 +28,13 @@ class Tenant(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(100), unique=True)
-    # Kept in clear: signing needs the secret itself (it is shown to the tenant, never logged).
-    webhook_secret: Mapped[str] = mapped_column(String(100))
+    # The webhook signing secret, encrypted with the service's secrets key (services/secrets.py);
+    # None until first needed. A rotation keeps the previous one until its overlap ends.
+    webhook_secret_sealed: Mapped[str | None] = mapped_column(Text)
+    previous_webhook_secret_sealed: Mapped[str | None] = mapped_column(Text)
+    previous_webhook_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A clear secret from before migration 0003, sealed (and emptied) on first start or use.
+    legacy_webhook_secret: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -45,6 +50,8 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(100), default="")
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Made only by the CLI (or the bootstrap key): global models and every tenant.
+    is_platform_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

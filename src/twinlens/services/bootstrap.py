@@ -16,7 +16,9 @@ log = logging.getLogger(__name__)
 
 def bootstrap(session: Session, settings: Settings) -> None:
     if settings.bootstrap_admin_key is not None:
-        keys.ensure_key(session, settings.bootstrap_tenant, settings.bootstrap_admin_key.get_secret_value(), admin=True)
+        # The operator sets it, like a CLI-made key: a platform admin (global models, every tenant).
+        keys.ensure_key(session, settings.bootstrap_tenant, settings.bootstrap_admin_key.get_secret_value(), admin=True,
+                        platform_admin=True)
     for bundle_dir in settings.model_bundle_dirs:
         ensure_global_model(session, str(bundle_dir))
 

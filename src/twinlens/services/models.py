@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +16,7 @@ from twinlens.contract.schema import LabelSchema
 from twinlens.db.base import utcnow
 from twinlens.db.models import ModelVersion
 from twinlens.db.repositories import AuditRepository, ModelRepository
+from twinlens.services.admin_paths import confined_path
 from twinlens.services.errors import Conflict, NotFound
 from twinlens.services.keys import Principal
 
@@ -22,15 +24,43 @@ Scope = Literal["global", "tenant"]
 
 
 def register_bundle(
-    session: Session, principal: Principal | None, bundle_path: str, *, scope: Scope = "global", activate: bool = False
+    session: Session, principal: Principal | None, bundle_path: str, *, scope: Scope | None = None, activate: bool = False
 ) -> ModelVersion:
     """Validate a bundle directory (hashes, no pickle, plugin and heads match) and record it.
 
-    `principal=None` is the operator (CLI, startup), who may register global models.
+    `principal=None` is the operator (CLI, startup, a training worker finishing an accepted
+    run), whose paths are trusted. A request's path goes through `register_requested_bundle`.
     """
-    if principal is not None:
-        principal.require_admin()
-    path = _bundle_dir(bundle_path)
+    scope = registration_scope(principal, scope)
+    return _register(session, principal, _bundle_dir(bundle_path), scope, activate)
+
+
+def register_requested_bundle(
+    session: Session, principal: Principal, bundle_path: str, roots: Sequence[Path], *, scope: Scope | None = None,
+    activate: bool = False,
+) -> ModelVersion:
+    """POST /v1/models: as `register_bundle`, for a bundle inside the model roots only."""
+    scope = registration_scope(principal, scope)
+    path = confined_path("bundle_path", bundle_path, roots, setting="TWINLENS_MODEL_ROOTS")
+    if not path.is_dir():
+        raise InputError("bundle_path", f"{path} is not a directory on the server")
+    return _register(session, principal, path, scope, activate)
+
+
+def registration_scope(principal: Principal | None, requested: Scope | None) -> Scope:
+    """Who will use a model registered (or trained) by this caller: a tenant admin's models
+    are its tenant's, and only a platform admin (or the operator) makes global ones."""
+    if principal is None:
+        return requested or "global"
+    principal.require_admin()
+    if principal.is_platform_admin:
+        return requested or "global"
+    if requested == "global":
+        principal.require_platform_admin("a global model (scope=global)")
+    return "tenant"
+
+
+def _register(session: Session, principal: Principal | None, path: Path, scope: Scope, activate: bool) -> ModelVersion:
     config = _read_config(path)
     tenant_id = principal.tenant_id if (principal is not None and scope == "tenant") else None
     repo = ModelRepository(session)
@@ -84,10 +114,13 @@ def _model_from_config(config: dict, path: Path, tenant_id: uuid.UUID | None) ->
 
 
 def activate_model(session: Session, principal: Principal | None, model_id: uuid.UUID) -> ModelVersion:
-    """Make a version the one new jobs of its plugin (and scope) use."""
+    """Make a version the one new jobs of its plugin (and scope) use. A tenant admin
+    activates its own tenant's models; a global one (which it can see, so no 404) is 403."""
     if principal is not None:
         principal.require_admin()
     model = _visible(session, principal, model_id)
+    if principal is not None and model.tenant_id is None:
+        principal.require_platform_admin("activating a global model")
     repo = ModelRepository(session)
     repo.deactivate_scope(model.plugin, model.tenant_id)
     model.is_active = True
@@ -123,7 +156,7 @@ def model_for_new_job(session: Session, tenant_id: uuid.UUID, plugin: str) -> Mo
 def _visible(session: Session, principal: Principal | None, model_id: uuid.UUID) -> ModelVersion:
     model = ModelRepository(session).get(model_id)
     hidden = model is None or (
-        principal is not None and model.tenant_id is not None and model.tenant_id != principal.tenant_id
+        principal is not None and model.tenant_id is not None and not principal.may_act_on(model.tenant_id)
     )
     if hidden:
         raise NotFound(f"no model {model_id}")

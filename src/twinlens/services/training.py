@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +34,7 @@ from twinlens.db.repositories import AuditRepository, ModelRepository, TenantRep
 from twinlens.db.session import after_commit
 from twinlens.queue import publish_training
 from twinlens.services import models, training_options
+from twinlens.services.admin_paths import confined_path
 from twinlens.services.errors import Conflict, NotFound, ServiceError
 from twinlens.contract.json_values import json_safe
 from twinlens.services.keys import Principal
@@ -51,7 +53,7 @@ class TrainingRequest:
     plugin: str
     data_path: str
     output_dir: str
-    scope: Scope = "global"
+    scope: Scope | None = None  # the caller's default: its tenant's for a tenant admin, global for a platform admin
     epochs: int | None = None
     batch_size: int | None = None
     seed: int | None = None
@@ -72,14 +74,16 @@ class TrainingRequest:
 # -- submission (API side) ----------------------------------------------------------------
 
 
-def submit_run(session: Session, principal: Principal, request: TrainingRequest) -> TrainingRun:
-    """Validate and store a queued run; its id is published once the caller commits."""
+def submit_run(session: Session, principal: Principal, request: TrainingRequest, settings: Settings) -> TrainingRun:
+    """Validate and store a queued run; its id is published once the caller commits. Its
+    paths must lie inside the data and output roots of `settings`."""
     principal.require_admin()
+    scope = models.registration_scope(principal, request.scope)
     plugin = _plugin(request.plugin)
     resolved = {
-        "data_path": str(_data_path(request.data_path)),
-        "output_dir": str(_output_dir(session, request.output_dir)),
-        "scope": request.scope,
+        "data_path": str(_data_path(request.data_path, settings.resolved_data_roots)),
+        "output_dir": str(_output_dir(session, request.output_dir, settings.resolved_output_roots)),
+        "scope": scope,
         "dataset": _dataset_options(request.dataset),
         "model_spec": resolve_model_spec(plugin, request).model_dump(mode="json"),
         "train_config": resolve_train_config(plugin, request).model_dump(mode="json"),
@@ -104,20 +108,9 @@ def _plugin(name: str) -> Plugin:
         raise InputError("plugin", str(exc)) from exc
 
 
-def _absolute(field_name: str, raw: str) -> Path:
-    """Paths are the server's (and the workers'), given absolute: a relative one would
-    mean something different in each process."""
-    try:
-        path = Path(raw)
-        if not path.is_absolute():
-            raise InputError(field_name, f"{raw!r} is not an absolute path on the server")
-        return path.resolve()
-    except (OSError, ValueError, RuntimeError) as exc:  # NUL bytes, symlink loops
-        raise InputError(field_name, f"not a usable path: {exc.__class__.__name__}") from exc
-
-
-def _data_path(raw: str) -> Path:
-    path = _absolute("data_path", raw)
+def _data_path(raw: str, roots: Sequence[Path]) -> Path:
+    # Absolute (a relative path would mean something different in each process) and inside the data roots.
+    path = confined_path("data_path", raw, roots, setting="TWINLENS_DATA_ROOTS")
     if not _exists(path):
         raise InputError("data_path", f"{path} does not exist on the server")
     return path
@@ -130,10 +123,10 @@ def _exists(path: Path) -> bool:
         return False
 
 
-def _output_dir(session: Session, raw: str) -> Path:
-    """A new or empty folder, or an earlier bundle: the engine replaces the folder
-    wholesale, so anything else in it would be lost."""
-    path = _absolute("output_dir", raw)
+def _output_dir(session: Session, raw: str, roots: Sequence[Path]) -> Path:
+    """A new or empty folder, or an earlier bundle, inside the output roots: the engine
+    replaces the folder wholesale, so anything else in it would be lost."""
+    path = confined_path("output_dir", raw, roots, setting="TWINLENS_OUTPUT_ROOTS")
     if _exists(path):
         _check_replaceable(path)
     else:
@@ -169,7 +162,8 @@ def _check_creatable(path: Path) -> None:
     while not _exists(ancestor):
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        raise InputError("output_dir", f"cannot create {path}: {ancestor} is not a writable folder")
+        # The ancestor may lie above the output roots (one not made yet): not named.
+        raise InputError("output_dir", f"cannot create {path}: its nearest existing parent is not a writable folder")
 
 
 def _dataset_options(given: dict[str, Any]) -> dict[str, Any]:
@@ -291,7 +285,9 @@ def _submitter(session: Session, run_id: uuid.UUID) -> Principal | None:
     tenant = TenantRepository(session).get(run.tenant_id) if run.tenant_id else None
     if tenant is None:
         return None
-    return Principal(tenant_id=tenant.id, tenant_name=tenant.name, key_id=run.api_key_id, is_admin=True)
+    key = TenantRepository(session).key(run.api_key_id) if run.api_key_id else None
+    return Principal(tenant_id=tenant.id, tenant_name=tenant.name, key_id=run.api_key_id, is_admin=True,
+                     is_platform_admin=bool(key and key.is_platform_admin))
 
 
 def metrics_summary(outcome: TrainingOutcome) -> dict[str, Any]:

@@ -116,6 +116,7 @@ class ApiKeyView(_View):
     prefix: str
     name: str
     is_admin: bool
+    is_platform_admin: bool = Field(False, description="Acts on global models and every tenant; made only by the CLI")
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
@@ -144,7 +145,16 @@ class KeyList(BaseModel):
 class TenantView(BaseModel):
     id: uuid.UUID
     name: str
-    webhook_secret: str = Field(description="Verifies this tenant's webhooks (Standard Webhooks, whsec_...)")
+    webhook_secret: str | None = Field(
+        description="Verifies this tenant's webhooks (Standard Webhooks, whsec_...); shown to admin keys only, null to others")
+    previous_secret_valid_until: datetime | None = Field(
+        None, description="Until then deliveries also carry a signature made with the secret before the last rotation")
+
+
+class WebhookSecretRotation(BaseModel):
+    webhook_secret: str = Field(description="The new signing secret (whsec_...); it signs every delivery from now on")
+    previous_secret_valid_until: datetime | None = Field(
+        description="Until then deliveries carry signatures of both the new and the previous secret; null: no overlap")
 
 
 class PluginView(BaseModel):
@@ -264,6 +274,7 @@ def key_view(key: ApiKey) -> ApiKeyView:
         prefix=key.prefix,
         name=key.name,
         is_admin=key.is_admin,
+        is_platform_admin=key.is_platform_admin,
         created_at=key.created_at,
         last_used_at=key.last_used_at,
         revoked_at=key.revoked_at,

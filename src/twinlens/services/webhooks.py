@@ -27,7 +27,9 @@ from twinlens.db.session import after_commit
 from twinlens.queue import publish_webhook
 from twinlens.services.errors import NotFound
 from twinlens.services.keys import Principal
+from twinlens.services import webhook_secrets
 from twinlens.services.netguard import check_url
+from twinlens.services.peer_guard import PeerRefused, refuse_non_public_peers
 from twinlens.services.views import job_view
 from twinlens.settings import Settings
 
@@ -43,6 +45,8 @@ class OutgoingWebhook:
     body: str
     secret: str
     attempt: int
+    # Secrets still in a rotation's overlap: each adds a signature to the one header.
+    previous_secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,8 @@ def lease_for_sending(session: Session, delivery_id: uuid.UUID, settings: Settin
     delivery = repo.get(delivery_id)
     tenant = TenantRepository(session).get(delivery.tenant_id)
     body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True)
-    return OutgoingWebhook(delivery.id, delivery.url, body, tenant.webhook_secret, delivery.attempts + 1)
+    current, *previous = webhook_secrets.signing_secrets(session, tenant, webhook_secrets.secret_box(settings), now)
+    return OutgoingWebhook(delivery.id, delivery.url, body, current, delivery.attempts + 1, tuple(previous))
 
 
 def message_id(delivery_id: uuid.UUID) -> str:
@@ -102,7 +107,8 @@ def message_id(delivery_id: uuid.UUID) -> str:
 
 def signed_headers(message: OutgoingWebhook, when: datetime) -> dict[str, str]:
     msg_id = message_id(message.delivery_id)
-    signature = Webhook(message.secret).sign(msg_id, when, message.body)
+    # Standard Webhooks: several signatures, space-separated; a receiver accepts any it can verify.
+    signature = " ".join(Webhook(secret).sign(msg_id, when, message.body) for secret in (message.secret, *message.previous_secrets))
     return {
         "content-type": "application/json",
         "webhook-id": msg_id,
@@ -119,9 +125,13 @@ def send_signed(message: OutgoingWebhook, settings: Settings) -> AttemptOutcome:
     except InputError as exc:
         return AttemptOutcome(None, exc.reason, 0.0, permanent=True)
     headers = signed_headers(message, utcnow())
+    # The address connected to is checked too, before the body goes out (DNS rebinding).
+    guard = refuse_non_public_peers("webhook_url", allow_private=settings.allow_private_webhooks)
     try:
         with httpx.Client(timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False) as client:
-            response = client.post(message.url, content=message.body.encode(), headers=headers)
+            response = client.post(message.url, content=message.body.encode(), headers=headers, extensions={"trace": guard})
+    except PeerRefused as exc:
+        return AttemptOutcome(None, exc.reason, _ms_since(started), permanent=True)
     except httpx.HTTPError as exc:
         return AttemptOutcome(None, f"{exc.__class__.__name__}: {exc}", _ms_since(started))
     error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"

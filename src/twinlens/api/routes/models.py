@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from twinlens.api.deps import AdminKeyDep, ApiKeyDep, SessionDep
+from twinlens.api.deps import AdminKeyDep, ApiKeyDep, SessionDep, SettingsDep
 from twinlens.api.problems import problem_responses
 from twinlens.api.schemas import ModelCreate
 from twinlens.services import models
@@ -22,11 +22,12 @@ def list_models(principal: ApiKeyDep, session: SessionDep, plugin: Annotated[str
 
 
 @router.post(
-    "", status_code=201, response_model=ModelVersionView, summary="Register a model bundle (admin)",
+    "", status_code=201, response_model=ModelVersionView, summary="Register a model bundle from the model roots (admin; global ones: platform admin)",
     responses=problem_responses(403, 409),
 )
-def register_model(body: ModelCreate, principal: AdminKeyDep, session: SessionDep) -> ModelVersionView:
-    model = models.register_bundle(session, principal, body.bundle_path, scope=body.scope, activate=body.activate)
+def register_model(body: ModelCreate, principal: AdminKeyDep, session: SessionDep, settings: SettingsDep) -> ModelVersionView:
+    model = models.register_requested_bundle(session, principal, body.bundle_path, settings.resolved_model_roots,
+                                             scope=body.scope, activate=body.activate)
     return model_view(model)
 
 
@@ -36,7 +37,7 @@ def get_model(model_id: uuid.UUID, principal: ApiKeyDep, session: SessionDep) ->
 
 
 @router.post(
-    "/{model_id}/activate", response_model=ModelVersionView, summary="Use this version for new jobs (admin)",
+    "/{model_id}/activate", response_model=ModelVersionView, summary="Use this version for new jobs (admin; global ones: platform admin)",
     responses=problem_responses(403, 404),
 )
 def activate_model(model_id: uuid.UUID, principal: AdminKeyDep, session: SessionDep) -> ModelVersionView:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from twinlens.api.deps import AdminKeyDep, PageDep, SessionDep
+from twinlens.api.deps import AdminKeyDep, PageDep, SessionDep, SettingsDep
 from twinlens.api.problems import problem_responses
 from twinlens.api.schemas import TrainingRunCreate
 from twinlens.services import training
@@ -23,8 +23,10 @@ router = APIRouter(prefix="/v1/training-runs", tags=["training"], responses=prob
         **problem_responses(409),
     },
 )
-def create_training_run(body: TrainingRunCreate, response: Response, principal: AdminKeyDep, session: SessionDep) -> TrainingRunView:
-    run = training.submit_run(session, principal, body.to_training_request())
+def create_training_run(
+    body: TrainingRunCreate, response: Response, principal: AdminKeyDep, session: SessionDep, settings: SettingsDep,
+) -> TrainingRunView:
+    run = training.submit_run(session, principal, body.to_training_request(), settings)
     response.headers["Location"] = f"/v1/training-runs/{run.id}"
     return training_run_view(run)
 

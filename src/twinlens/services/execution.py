@@ -21,6 +21,7 @@ from twinlens.db.base import utcnow
 from twinlens.db.models import Job, Result
 from twinlens.db.repositories import JobRepository
 from twinlens.db.session import after_commit
+from twinlens.services import erasure
 from twinlens.services.webhooks import enqueue_job_event
 
 
@@ -194,20 +195,18 @@ def queued_jobs(session: Session, older_than: float = 0.0) -> list[tuple[uuid.UU
 
 
 def purge_job_inputs(session: Session, blobs: BlobStore, job: Job, now: datetime) -> None:
-    blob = job.input_blob
-    if blob is not None and not JobRepository(session).blob_referenced_elsewhere(blob, job.id):
-        after_commit(session, lambda: blobs.delete(blob))
-    job.input_blob = None
-    job.texts = None
-    job.inputs_purged_at = now
+    """Forget the job's inputs and every copy of them (services/erasure.py)."""
+    erasure.forget_job_inputs(session, blobs, job, now)
 
 
 def purge_expired_inputs(session: Session, blobs: BlobStore, retention_days: float | None) -> int:
-    """Retention: drop inputs of jobs finished more than `retention_days` ago."""
+    """Retention: forget the inputs of jobs finished more than `retention_days` ago, and
+    audit it (per tenant, how many)."""
     if retention_days is None:
         return 0
     now = utcnow()
     jobs = JobRepository(session).finished_with_inputs_before(now - timedelta(days=retention_days))
     for job in jobs:
         purge_job_inputs(session, blobs, job, now)
+    erasure.audit_purges(session, jobs, retention_days)
     return len(jobs)

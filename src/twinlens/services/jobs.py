@@ -36,6 +36,8 @@ class JobRequest:
     webhook_url: str | None
     idempotency_key: str | None
     fingerprint: str
+    # services/erasure.subject_digest of the caller's metadata.subject_ref, if it named one.
+    subject_digest: str | None = None
 
 
 def submit_job(session: Session, blobs: BlobStore, principal: Principal, request: JobRequest) -> Submission:
@@ -59,6 +61,7 @@ def submit_job(session: Session, blobs: BlobStore, principal: Principal, request
             webhook_url=request.webhook_url,
             idempotency_key=request.idempotency_key,
             request_hash=request.fingerprint,
+            subject_digest=request.subject_digest,
         )
     )
     job_id, plugin = job.id, job.plugin

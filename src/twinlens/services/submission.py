@@ -24,7 +24,7 @@ from twinlens.blobs import BlobStore
 from twinlens.contract.plugin import Plugin
 from twinlens.db.models import FINISHED_STATUSES
 from twinlens.db.session import Database
-from twinlens.services import jobs
+from twinlens.services import erasure, jobs
 from twinlens.services.fetch import fetch_image
 from twinlens.services.inputs import SubmittedInputs, request_fingerprint, validate_inputs
 from twinlens.services.keys import Principal
@@ -72,6 +72,8 @@ def accept_job(
     if inputs.image_url is not None:
         _fetch_url_image(inputs, settings)
     raw = validate_inputs(plugin, inputs, settings)
+    # From the metadata as sent: sanitize may scrub the reference the caller will erase by.
+    subject_digest = erasure.subject_digest_of(principal.tenant_id, raw.metadata)
     if inputs.webhook_url:
         check_url(inputs.webhook_url, field="webhook_url", allow_private=settings.allow_private_webhooks)
     request = jobs.JobRequest(
@@ -80,6 +82,7 @@ def accept_job(
         webhook_url=inputs.webhook_url,
         idempotency_key=submission.idempotency_key,
         fingerprint=request_fingerprint(plugin.name, raw, inputs.webhook_url),
+        subject_digest=subject_digest,
     )
     try:
         # A concurrent request with the same Idempotency-Key can win at the insert's flush

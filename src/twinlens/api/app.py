@@ -18,8 +18,11 @@ from twinlens.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from twinlens.api.openapi_docs import install_openapi
 from twinlens.api.problems import install_problem_handlers
 from twinlens.api.routes import health, jobs, keys, models, plugins, training
+from twinlens.api.request_context import RequestContextMiddleware
+from twinlens.api.routes import audit, subjects
 from twinlens.blobs import LocalBlobStore
 from twinlens.db.session import Database
+from twinlens.logging_setup import configure_logging
 from twinlens.services.bootstrap import bootstrap
 from twinlens.settings import Settings, get_settings
 
@@ -39,6 +42,8 @@ ROUTERS: tuple[tuple[str, APIRouter, str], ...] = (
     ("training", training.router, "Training runs that produce new model versions (admin)"),
     ("plugins", plugins.router, "Installed plugins and what their jobs take and give"),
     ("keys", keys.router, "API keys and the caller's tenant"),
+    ("subjects", subjects.router, "Erasure requests: everything the tenant holds about one subject (admin)"),
+    ("audit", audit.router, "The tenant's audit log (admin)"),
     ("health", health.router, "Liveness, readiness and Prometheus metrics"),
 )
 
@@ -56,6 +61,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        configure_logging(settings.env)
         queue.configure(settings.broker_url)
         with db.session() as session:
             bootstrap(session, settings)
@@ -72,6 +78,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
     install_openapi(app, settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(MetricsMiddleware)
+    # Outermost, so every line of the request, even a refused one's, carries its request id.
+    app.add_middleware(RequestContextMiddleware)
     return app
 
 

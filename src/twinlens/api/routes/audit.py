@@ -1,0 +1,28 @@
+"""The tenant's audit log (tenant admins)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from twinlens.api.deps import AdminKeyDep, PageDep, SessionDep
+from twinlens.api.problems import problem_responses
+from twinlens.services import audit
+from twinlens.services.audit import AuditEventList
+
+router = APIRouter(prefix="/v1", tags=["audit"], responses=problem_responses(400, 401, 403, 422))
+
+
+@router.get("/audit-events", response_model=AuditEventList, summary="The tenant's audit events, newest first (admin)")
+def list_audit_events(
+    principal: AdminKeyDep,
+    session: SessionDep,
+    page: PageDep,
+    action: Annotated[str | None, Query(max_length=64, description="Only this action, e.g. job.delete")] = None,
+    since: Annotated[datetime | None, Query(description="From this time on (inclusive; with a time zone)")] = None,
+    until: Annotated[datetime | None, Query(description="Before this time (exclusive; with a time zone)")] = None,
+) -> AuditEventList:
+    events, next_cursor = audit.list_events(session, principal, page, action=action, since=since, until=until)
+    return AuditEventList(data=[audit.event_view(event) for event in events], next_cursor=next_cursor)

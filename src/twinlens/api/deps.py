@@ -18,6 +18,7 @@ from twinlens.services import keys, webhook_secrets
 from twinlens.services.keys import Principal
 from twinlens.services.paging import PageRequest
 from twinlens.services.webhook_secrets import SecretBox
+from twinlens.logging_setup import bind_log_context
 from twinlens.settings import Settings
 
 
@@ -52,7 +53,9 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: 
 
 
 def get_principal(session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
-    return keys.authenticate(session, credentials.credentials if credentials else None)
+    principal = keys.authenticate(session, credentials.credentials if credentials else None)
+    bind_log_context(tenant=principal.tenant_name)  # the request's later log lines name it
+    return principal
 
 
 ApiKeyDep = Annotated[Principal, Depends(get_principal)]

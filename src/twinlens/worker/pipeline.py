@@ -3,6 +3,7 @@ write. Each step that can fail fails only its own job."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -15,12 +16,25 @@ from twinlens.contract.errors import InputError
 from twinlens.contract.plugin import Plugin, RawInput
 from twinlens.contract.prediction import Prediction
 from twinlens.db.base import utcnow
+from twinlens.logging_setup import log_context
 from twinlens.services import execution
 from twinlens.services.execution import ClaimedJob, JobOutcome
 from twinlens.services.metrics import BATCH_SIZE, JOB_STAGE_SECONDS, JOBS_FINISHED
 from twinlens.worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
+
+
+def in_job_log_context(step):
+    """Every line the step logs names its job and model version (the ClaimedJob argument)."""
+
+    @functools.wraps(step)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        job = next(value for value in (*args, *kwargs.values()) if isinstance(value, ClaimedJob))
+        with log_context(job_id=str(job.id), model_version=job.model_version):
+            return step(*args, **kwargs)
+
+    return run
 
 
 @dataclass
@@ -33,6 +47,7 @@ class PreparedBatch:
     statuses: list[str] = field(default_factory=list)  # of jobs that already failed
 
 
+@in_job_log_context
 def prepare_job(ctx: WorkerContext, plugin: Plugin, predictor: Any, job: ClaimedJob) -> tuple[Any, dict[str, Any]] | str:
     """Decode, clean, OCR... (the plugin) then resize and tokenise (the engine). CPU work,
     run on worker threads. Returns (encoded, extras) or the failed job's status."""
@@ -78,6 +93,7 @@ def _predict_one(predictor: Any, encoded: Any) -> Any:
         return exc
 
 
+@in_job_log_context
 def finish(ctx: WorkerContext, plugin: Plugin, job: ClaimedJob, prediction: Prediction | Exception, extras: dict[str, Any]) -> str:
     if isinstance(prediction, Exception):
         return fail(ctx, job, f"the model failed on this input: {prediction.__class__.__name__}: {prediction}")
@@ -95,6 +111,7 @@ def finish(ctx: WorkerContext, plugin: Plugin, job: ClaimedJob, prediction: Pred
     return counted(job, "succeeded" if written else "skipped")
 
 
+@in_job_log_context
 def fail(ctx: WorkerContext, job: ClaimedJob, reason: str, field_name: str | None = None) -> str:
     with ctx.db.session() as session:
         written = execution.fail_job(session, job.id, reason, field_name)
@@ -105,6 +122,8 @@ def counted(job: ClaimedJob, status: str) -> str:
     """Count a finished job; "skipped" means another worker or a delete got there first."""
     if status != "skipped":
         JOBS_FINISHED.labels(job.plugin, status).inc()
+        waited = (utcnow() - job.created_at).total_seconds() * 1000.0 if job.created_at is not None else None
+        log.info("job %s", status, extra={"status": status, "duration_ms": None if waited is None else round(waited, 2)})
     return status
 
 

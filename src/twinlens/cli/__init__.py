@@ -23,3 +23,4 @@ from twinlens.cli import engine, plugins  # noqa: E402,F401
 # imported here by one line: `from twinlens.cli import service`.
 from twinlens.cli import service  # noqa: E402,F401
 from twinlens.cli import workers  # noqa: E402,F401  (twinlens worker: the Celery fleet)
+from twinlens.cli import tenants  # noqa: E402,F401  (twinlens tenants delete)

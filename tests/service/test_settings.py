@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from cryptography.fernet import Fernet
+
 from twinlens.settings import DEMO_ADMIN_KEY, Settings
+
+SECRETS_KEY = Fernet.generate_key().decode()  # production requires one (test_webhook_secrets.py)
 
 
 def test_embedded_defaults_live_under_the_data_dir(tmp_path, monkeypatch):
@@ -36,7 +40,7 @@ def test_production_refuses_unsafe_admin_keys(key):
 
 
 def test_production_accepts_a_strong_key():
-    settings = Settings(env="production", bootstrap_admin_key="tl_" + "k" * 40)
+    settings = Settings(env="production", bootstrap_admin_key="tl_" + "k" * 40, secrets_key=SECRETS_KEY)
     assert settings.env == "production"
 
 
@@ -48,7 +52,8 @@ def test_startup_registers_bundles_and_the_bootstrap_key(tmp_path, generic_bundl
     from twinlens.db.session import Database
 
     key = "tl_" + "b" * 40
-    settings = Settings(data_dir=tmp_path, bootstrap_admin_key=key, model_bundle_dirs=[generic_bundle], env="production")
+    settings = Settings(data_dir=tmp_path, bootstrap_admin_key=key, model_bundle_dirs=[generic_bundle], env="production",
+                        secrets_key=SECRETS_KEY)
     database = Database(settings.resolved_database_url)
     upgrade(database.engine)
     for _ in range(2):  # a restart finds both already there

@@ -67,7 +67,7 @@ def _deliveries(client, job_id: str, until_status: str, timeout: float = 30.0) -
 
 
 def test_receiver_that_fails_twice_gets_the_signed_event_after_retries(live):
-    key = live.new_tenant_key()
+    key = live.new_tenant_key(admin=True)  # GET /v1/tenant shows the signing secret to admin keys only
     with live.client(key) as client, receiver([500, 503, 204]) as hook:
         secret = client.get("/v1/tenant").json()["webhook_secret"]
         job = client.post("/v1/plugins/generic/jobs", json={"inputs": {"text": "notify me"}, "webhook_url": hook.url}).json()
@@ -94,7 +94,7 @@ def test_receiver_that_fails_twice_gets_the_signed_event_after_retries(live):
 
 
 def test_a_forged_or_stale_signature_does_not_verify(live):
-    with live.client(live.new_tenant_key()) as client, receiver([204]) as hook:
+    with live.client(live.new_tenant_key(admin=True)) as client, receiver([204]) as hook:
         secret = client.get("/v1/tenant").json()["webhook_secret"]
         client.post("/v1/plugins/generic/jobs", json={"inputs": {"text": "sign this"}, "webhook_url": hook.url})
         assert hook.got.wait(30)

@@ -8,6 +8,13 @@ Two transports behind one interface:
 
 Callers publish only after their transaction commits (see db.session.after_commit); if a
 publish is lost anyway, the worker's sweep re-publishes jobs still queued.
+
+The outbox: a job's publish is recorded next to its message, in the broker's Redis (a
+key per job that outlives any sane queue wait). A queued job without that record was
+committed but never reached the broker (Redis was down, or the API died between its
+commit and the publish), and the workers' sweep publishes it (`published_among`). A
+Redis restarted empty loses the records with the messages, so its queued jobs are all
+published again, which is what they need.
 """
 
 from __future__ import annotations
@@ -26,6 +33,14 @@ TRAIN_TASK = "twinlens.train"
 # predictions, and neither does a slow domain hold up another (one predict queue each).
 TRAINING_QUEUE = "training"
 WEBHOOK_QUEUE = "webhooks"
+PUBLISHED_KEY = "twinlens:published:{job_id}"
+# Longer than a job should ever wait in a queue; one that waits longer is published again,
+# which costs a message that finds the job taken and does nothing.
+PUBLISHED_RECORD_SECONDS = 3600
+# The publisher gives up quickly when Redis is down: the job is durable in the database and
+# the outbox publishes it once Redis is back, so a request must not hang on the broker.
+PUBLISH_TIMEOUT_SECONDS = 5.0
+PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 
 class LocalConsumer(Protocol):
@@ -39,6 +54,7 @@ _lock = threading.Lock()
 _local: LocalConsumer | None = None
 _broker_url: str | None = None
 _celery: Any = None
+_redis: Any = None
 
 
 def configure(broker_url: str | None) -> None:
@@ -47,6 +63,7 @@ def configure(broker_url: str | None) -> None:
     with _lock:
         _broker_url = broker_url or None
         _celery = None
+        _drop_redis_client()
 
 
 def set_local_consumer(consumer: LocalConsumer | None) -> None:
@@ -67,7 +84,9 @@ def publish_predict(job_id: uuid.UUID | str, plugin: str) -> None:
     """Ask a worker to run one queued job."""
     job_id = str(job_id)
     if _broker_url is not None:
-        _celery_client().send_task(PREDICT_TASK, args=[[job_id]], queue=predict_queue(plugin))
+        _celery_client().send_task(PREDICT_TASK, args=[[job_id]], queue=predict_queue(plugin),
+                                   retry_policy=PUBLISH_RETRY_POLICY)
+        _record_published([job_id])
         return
     consumer = _local
     if consumer is None:
@@ -107,6 +126,34 @@ def predict_queue(plugin: str) -> str:
     return f"predict.{plugin}"
 
 
+def _record_published(job_ids: list[str]) -> None:
+    """After the message is sent: a failure here only costs a duplicate message later."""
+    try:
+        pipe = _redis_client().pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.set(PUBLISHED_KEY.format(job_id=job_id), "1", ex=PUBLISHED_RECORD_SECONDS)
+        pipe.execute()
+    except Exception:
+        log.warning("could not record the publish of %s; the outbox will publish it again", job_ids, exc_info=True)
+
+
+def published_among(job_ids: list[str]) -> set[str]:
+    """The ids whose publish the broker still remembers (all of them without a broker:
+    the in-process queue has no outbox). Raises if Redis cannot be reached."""
+    if _broker_url is None or not job_ids:
+        return set(job_ids)
+    found = _redis_client().mget([PUBLISHED_KEY.format(job_id=job_id) for job_id in job_ids])
+    return {job_id for job_id, value in zip(job_ids, found) if value is not None}
+
+
+def forget_published(job_ids: list[str]) -> None:
+    """Hand jobs back to the outbox: their messages were consumed by a task that could not
+    reach the database, so the sweep publishes them again once it answers."""
+    if _broker_url is None or not job_ids:
+        return
+    _redis_client().delete(*[PUBLISHED_KEY.format(job_id=job_id) for job_id in job_ids])
+
+
 def broker_ping(timeout: float = 2.0) -> None:
     """Raise if the broker cannot be reached (used by /readyz)."""
     if _broker_url is None:
@@ -128,4 +175,27 @@ def _celery_client() -> Any:
             from celery import Celery
 
             _celery = Celery("twinlens-publisher", broker=_broker_url)
+            _celery.conf.broker_connection_timeout = PUBLISH_TIMEOUT_SECONDS
+            _celery.conf.broker_transport_options = {
+                "socket_connect_timeout": PUBLISH_TIMEOUT_SECONDS, "socket_timeout": PUBLISH_TIMEOUT_SECONDS,
+            }
         return _celery
+
+
+def _redis_client() -> Any:
+    """One connection pool per process for the outbox records."""
+    global _redis
+    with _lock:
+        if _redis is None:
+            import redis
+
+            _redis = redis.Redis.from_url(_broker_url, socket_connect_timeout=PUBLISH_TIMEOUT_SECONDS,
+                                          socket_timeout=PUBLISH_TIMEOUT_SECONDS)
+        return _redis
+
+
+def _drop_redis_client() -> None:
+    global _redis
+    if _redis is not None:
+        _redis.close()
+    _redis = None

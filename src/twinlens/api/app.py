@@ -16,8 +16,9 @@ from fastapi.routing import APIRoute
 from twinlens import __version__, queue
 from twinlens.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from twinlens.api.openapi_docs import install_openapi
+from twinlens.api.outages import install_outage_handlers
 from twinlens.api.problems import install_problem_handlers
-from twinlens.api.routes import health, jobs, keys, models, plugins, training
+from twinlens.api.routes import health, jobs, keys, models, plugins, training, webhook_deliveries
 from twinlens.api.request_context import RequestContextMiddleware
 from twinlens.api.routes import audit, subjects
 from twinlens.blobs import LocalBlobStore
@@ -42,6 +43,7 @@ ROUTERS: tuple[tuple[str, APIRouter, str], ...] = (
     ("training", training.router, "Training runs that produce new model versions (admin)"),
     ("plugins", plugins.router, "Installed plugins and what their jobs take and give"),
     ("keys", keys.router, "API keys and the caller's tenant"),
+    ("webhooks", webhook_deliveries.router, "The tenant's webhook deliveries: dead letters and redelivery"),
     ("subjects", subjects.router, "Erasure requests: everything the tenant holds about one subject (admin)"),
     ("audit", audit.router, "The tenant's audit log (admin)"),
     ("health", health.router, "Liveness, readiness and Prometheus metrics"),
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
     app.state.settings, app.state.db, app.state.blobs = settings, db, blobs
     _include_routers(app)
     install_problem_handlers(app)
+    install_outage_handlers(app)
     install_openapi(app, settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(MetricsMiddleware)

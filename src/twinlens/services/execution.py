@@ -138,10 +138,10 @@ def requeue_stale_jobs(session: Session, stale_after: float, publish) -> int:
 
 # What the heartbeats say, per worker asked about: the ids of the jobs it holds, for each
 # one that is alive (a worker missing from the answer is dead). None: no judgement now.
-HeartbeatReader = Callable[[Collection[str]], Mapping[str, Collection[str]] | None]
+LivingWorkers = Callable[[Collection[str]], Mapping[str, Collection[str]] | None]
 
 
-def requeue_jobs_of_lost_workers(session: Session, living: HeartbeatReader, grace_seconds: float, publish) -> int:
+def requeue_jobs_of_lost_workers(session: Session, living: LivingWorkers, grace_seconds: float, publish) -> int:
     """Queue again each running job that no living worker holds: its worker's heartbeat
     lapsed (SIGKILL, out of memory, a lost machine), or the worker let go of it when its
     task failed (the database went away mid-batch). Claims younger than `grace_seconds`

@@ -16,3 +16,10 @@ JOBS_FINISHED = Counter("twinlens_jobs_finished_total", "Jobs finished", ["plugi
 BATCH_SIZE = Histogram("twinlens_batch_size", "Jobs per model call", ["plugin"], buckets=(1, 2, 4, 8, 16, 32, 64, 128))
 QUEUE_DEPTH = Gauge("twinlens_jobs", "Jobs by status (queued = queue depth), read at scrape time", ["status"])
 WEBHOOK_ATTEMPTS = Counter("twinlens_webhook_attempts_total", "Webhook delivery attempts", ["outcome"])
+JOBS_RECOVERED = Counter(
+    "twinlens_jobs_recovered_total",
+    "Running jobs queued again: their worker's heartbeat lapsed or no longer held them (lost_worker), "
+    "or they ran past job_stale_after_seconds (stale)",
+    ["reason"],
+)
+OUTBOX_PUBLISHED = Counter("twinlens_outbox_published_total", "Queued jobs the broker never got, published by the sweep")

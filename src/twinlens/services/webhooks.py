@@ -22,13 +22,14 @@ from standardwebhooks.webhooks import Webhook
 from twinlens.contract.errors import InputError
 from twinlens.db.base import utcnow
 from twinlens.db.models import Job, WebhookAttempt, WebhookDelivery
-from twinlens.db.repositories import JobRepository, TenantRepository, WebhookRepository
+from twinlens.db.repositories import AuditRepository, JobRepository, TenantRepository, WebhookRepository
 from twinlens.db.session import after_commit
 from twinlens.queue import publish_webhook
-from twinlens.services.errors import NotFound
+from twinlens.services.errors import Conflict, NotFound
 from twinlens.services.keys import Principal
 from twinlens.services import webhook_secrets
 from twinlens.services.netguard import check_url
+from twinlens.services.paging import PageRequest, next_cursor
 from twinlens.services.peer_guard import PeerRefused, refuse_non_public_peers
 from twinlens.services.views import job_view
 from twinlens.settings import Settings
@@ -156,7 +157,8 @@ def record_attempt(
     delivery.locked_until = None
     if outcome.ok:
         delivery.status, delivery.delivered_at, delivery.next_attempt_at = "succeeded", now, None
-    elif outcome.permanent or message.attempt >= settings.webhook_max_attempts:
+    elif outcome.permanent or attempts_this_schedule(delivery) >= settings.webhook_max_attempts:
+        # The dead letter: kept, listed by GET /v1/webhook-deliveries?status=failed, re-sent on request.
         delivery.status, delivery.next_attempt_at = "failed", None
     else:
         _schedule_retry(session, delivery, now, settings, rng or random.Random())
@@ -164,7 +166,8 @@ def record_attempt(
 
 
 def _schedule_retry(session: Session, delivery: WebhookDelivery, now: datetime, settings: Settings, rng: random.Random) -> None:
-    delay = backoff_seconds(delivery.attempts, settings.webhook_retry_base_seconds, settings.webhook_retry_max_seconds, rng)
+    delay = backoff_seconds(attempts_this_schedule(delivery), settings.webhook_retry_base_seconds,
+                            settings.webhook_retry_max_seconds, rng)
     delivery.next_attempt_at = now + timedelta(seconds=delay)
     delivery_id = delivery.id
     after_commit(session, lambda: publish_webhook(delivery_id, delay))
@@ -177,8 +180,37 @@ def backoff_seconds(attempts_made: int, base: float, cap: float, rng: random.Ran
     return ceiling * (0.5 + 0.5 * rng.random())
 
 
+def attempts_this_schedule(delivery: WebhookDelivery) -> int:
+    """Attempts since the retry schedule began: at creation, or at the latest redelivery."""
+    return delivery.attempts - (delivery.attempts_at_redelivery or 0)
+
+
 def due_deliveries(session: Session) -> list[uuid.UUID]:
     return WebhookRepository(session).due(utcnow())
+
+
+def list_deliveries(
+    session: Session, principal: Principal, page: PageRequest, *, status: str | None = None,
+) -> tuple[list[WebhookDelivery], str | None]:
+    """One page of the tenant's deliveries, newest first (`status="failed"`: its dead letters)."""
+    result = WebhookRepository(session).page_for_tenant(principal.tenant_id, status=status, after=page.after, limit=page.limit)
+    return result.rows, next_cursor(result)
+
+
+def redeliver(session: Session, principal: Principal, delivery_id: uuid.UUID) -> WebhookDelivery:
+    """Send a dead letter again, now, with a whole new retry schedule; its attempt log goes on."""
+    repo = WebhookRepository(session)
+    delivery = repo.get_for_tenant(delivery_id, principal.tenant_id)
+    if delivery is None:  # another tenant's delivery is indistinguishable from none
+        raise NotFound(f"no webhook delivery {delivery_id}")
+    if not repo.reopen_failed(delivery.id, utcnow()):
+        raise Conflict(f"webhook delivery {delivery_id} is {delivery.status}; only failed deliveries can be redelivered",
+                       delivery_status=delivery.status)
+    AuditRepository(session).record("webhook.redeliver", tenant_id=principal.tenant_id, api_key_id=principal.key_id,
+                                    target=f"webhook_delivery:{delivery_id}")
+    after_commit(session, lambda: publish_webhook(delivery_id, 0.0))
+    session.refresh(delivery)
+    return delivery
 
 
 def deliveries_for_job(session: Session, principal: Principal, job_id: uuid.UUID) -> list[WebhookDelivery]:

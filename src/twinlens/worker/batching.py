@@ -25,6 +25,7 @@ from twinlens.services import execution
 from twinlens.services.execution import ClaimedJob
 from twinlens.worker import pipeline
 from twinlens.worker.context import WorkerContext
+from twinlens.worker.heartbeat import HELD
 from twinlens.worker.pipeline import PreparedBatch
 
 log = logging.getLogger(__name__)
@@ -51,18 +52,33 @@ def by_model(claimed: list[ClaimedJob]) -> list[list[ClaimedJob]]:
 
 
 class BatchRunner:
-    def __init__(self, ctx: WorkerContext, should_stop: Callable[[], bool] | None = None):
+    """Runs claimed jobs under `worker`'s name. Every job it claims is held (named by the
+    process's heartbeat) until its result is written or the runner stops; a job it lets go
+    of unwritten (a task failed mid-batch) is then recovered by the sweep."""
+
+    def __init__(self, ctx: WorkerContext, should_stop: Callable[[], bool] | None = None, worker: str | None = None):
         self.ctx = ctx
         self.settings = ctx.settings
+        self.worker = worker
         self.should_stop = should_stop or SHUTTING_DOWN.is_set
+        self._held: list[ClaimedJob] = []
         self.counts = {"claimed": 0, "succeeded": 0, "failed": 0, "skipped": 0, "batches": 0}
         self._workers = _pool("prepare", self.settings.prepare_threads)
         self._stager = _pool("stage", 1)  # prepares the next batch while the model runs
 
     def run(self, claimed: list[ClaimedJob]) -> dict[str, int]:
-        for group in by_model(claimed):
-            self._drain(group)
+        self._hold(claimed)
+        try:
+            for group in by_model(claimed):
+                self._drain(group)
+        finally:
+            HELD.release(job.id for job in self._held)
+            self._held = []
         return self.counts
+
+    def _hold(self, jobs: list[ClaimedJob]) -> None:
+        HELD.hold(job.id for job in jobs)
+        self._held += jobs
 
     def _drain(self, group: list[ClaimedJob]) -> None:
         first = group[0]
@@ -104,7 +120,8 @@ class BatchRunner:
 
     def _claim_more(self, model_version_id, limit: int) -> list[ClaimedJob]:
         with self.ctx.db.session() as session:
-            more = execution.claim_more(session, model_version_id, limit)
+            more = execution.claim_more(session, model_version_id, limit, self.worker)
+        self._hold(more)
         self.counts["claimed"] += len(more)
         pipeline.observe_since_created(more, "queue_wait")
         return more

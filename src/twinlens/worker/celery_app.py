@@ -5,8 +5,14 @@ Delivery guarantees come from the database, not the broker: messages carry job i
 are acknowledged late (after the task), are redelivered if a worker dies holding them
 (reject on worker lost), and each worker takes one message at a time (prefetch 1). A task
 that is redelivered finds its job already finished and does nothing. A sweeper thread in
-every worker re-publishes jobs the broker lost (a flushed or restarted Redis) and
-re-queues jobs whose worker died; a Redis lock keeps one sweep per interval fleet-wide.
+every worker re-queues the jobs of workers whose heartbeat lapsed (heartbeat.py), publishes
+jobs the broker never got or lost (the outbox: a Redis that was down or restarted empty);
+a Redis lock keeps one sweep per interval fleet-wide.
+
+Each worker serves its Prometheus metrics (batch sizes, stage timings, jobs finished) on
+`worker_metrics_port` from the process that runs the tasks: the solo pool (the default)
+and the threads pool. A prefork pool's children keep their own counts, which that port
+does not see: run solo workers where their metrics matter.
 
 Nothing here touches CUDA: models load lazily inside the process that runs the task, so a
 prefork pool never forks a CUDA context. On a GPU run one solo-pool worker per GPU.
@@ -22,7 +28,7 @@ from celery import Celery, signals
 
 from twinlens.queue import PREDICT_TASK, TRAIN_TASK, WEBHOOK_TASK
 from twinlens.settings import Settings, get_settings
-from twinlens.worker import tasks
+from twinlens.worker import heartbeat, tasks
 from twinlens.worker.batching import SHUTTING_DOWN
 from twinlens.worker.context import set_context
 
@@ -80,10 +86,22 @@ def _register_tasks(app: Celery, settings: Settings) -> None:
 # -- process lifecycle ------------------------------------------------------------------
 
 
+@signals.celeryd_init.connect
+def _name_the_worker(sender: str | None = None, **_: Any) -> None:
+    if sender:
+        heartbeat.set_node_name(sender)
+
+
 @signals.worker_process_init.connect
 def _fresh_child_state(**_: Any) -> None:
     # A forked pool process must not reuse the parent's database connections.
     set_context(None)
+
+
+@signals.worker_process_shutdown.connect
+@signals.worker_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    heartbeat.stop_heartbeat()
 
 
 @signals.worker_shutting_down.connect
@@ -94,7 +112,25 @@ def _stop_claiming(**_: Any) -> None:
 
 @signals.worker_ready.connect
 def _start_sweeper(**_: Any) -> None:
-    Sweeper(get_settings()).start()
+    settings = get_settings()
+    Sweeper(settings).start()
+    start_metrics_server(settings)
+
+
+def start_metrics_server(settings: Settings) -> bool:
+    """Serve this process's metrics for Prometheus; a port already taken costs the metrics,
+    never the worker."""
+    if not settings.worker_metrics_port:
+        return False
+    from prometheus_client import start_http_server
+
+    try:
+        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+    except OSError as exc:
+        log.error("worker metrics not served on %s:%d: %s", settings.worker_metrics_host, settings.worker_metrics_port, exc)
+        return False
+    log.info("worker metrics on http://%s:%d/metrics", settings.worker_metrics_host, settings.worker_metrics_port)
+    return True
 
 
 class Sweeper:
@@ -104,6 +140,7 @@ class Sweeper:
         self.settings = settings
         self._stop = threading.Event()
         self._last_purge = 0.0
+        self._heartbeats = heartbeat.HeartbeatReader(settings)
 
     def start(self) -> "Sweeper":
         threading.Thread(target=self._loop, name="twinlens-sweeper", daemon=True).start()
@@ -120,7 +157,8 @@ class Sweeper:
                 return
             try:
                 if self._acquire_turn():
-                    log.info("sweep: %s", tasks.sweep())
+                    swept = tasks.sweep(living=self._heartbeats)
+                    log.log(logging.INFO if any(swept.values()) else logging.DEBUG, "sweep: %s", swept)
                     if time.monotonic() - self._last_purge > PURGE_EVERY:
                         self._last_purge = time.monotonic()
                         tasks.purge_expired_inputs()

@@ -114,7 +114,7 @@ def finish(ctx: WorkerContext, plugin: Plugin, job: ClaimedJob, prediction: Pred
 @in_job_log_context
 def fail(ctx: WorkerContext, job: ClaimedJob, reason: str, field_name: str | None = None) -> str:
     with ctx.db.session() as session:
-        written = execution.fail_job(session, job.id, reason, field_name)
+        written = execution.fail_job(session, job.id, reason, field_name, attempt=job.attempts)
     return counted(job, "failed" if written else "skipped")
 
 

@@ -15,14 +15,21 @@ from collections.abc import Callable, Sequence
 
 from twinlens.contract.errors import InputError, TwinLensError
 from twinlens.contract.spec import ModelSpec, TrainConfig
+from twinlens import queue
+from twinlens.db.availability import database_unavailable
 from twinlens.queue import publish_predict, publish_training, publish_webhook
 from twinlens.services import execution, training, webhooks
-from twinlens.services.metrics import WEBHOOK_ATTEMPTS
+from twinlens.services.execution import LivingWorkers
+from twinlens.services.metrics import JOBS_RECOVERED, OUTBOX_PUBLISHED, WEBHOOK_ATTEMPTS
 from twinlens.worker import pipeline
 from twinlens.worker.batching import BatchRunner
 from twinlens.worker.context import WorkerContext, get_context
+from twinlens.worker.heartbeat import current_worker
 
 log = logging.getLogger(__name__)
+# A job committed this recently is being published by its submitter right now: the outbox
+# leaves it alone so as not to publish it twice.
+OUTBOX_GRACE_SECONDS = 5.0
 
 
 def run_predict_jobs(
@@ -34,10 +41,18 @@ def run_predict_jobs(
     model version (see batching.py); each result is stored in its own transaction."""
     ctx = context or get_context()
     ids = [uuid.UUID(str(job_id)) for job_id in job_ids]
-    with ctx.db.session() as session:
-        claimed = execution.claim_jobs(session, ids, ctx.settings.job_max_attempts)
+    worker = current_worker(ctx.settings)
+    try:
+        with ctx.db.session() as session:
+            claimed = execution.claim_jobs(session, ids, ctx.settings.job_max_attempts, worker)
+    except Exception as exc:
+        if database_unavailable(exc):
+            # This message is spent, so the jobs go back to the outbox: the sweep publishes
+            # them again once the database answers.
+            queue.forget_published([str(job_id) for job_id in ids])
+        raise
     pipeline.observe_since_created(claimed, "queue_wait")
-    runner = BatchRunner(ctx, should_stop)
+    runner = BatchRunner(ctx, should_stop, worker)
     runner.counts["claimed"] = len(claimed)
     return runner.run(claimed)
 
@@ -59,13 +74,20 @@ def deliver_webhook(delivery_id: str | uuid.UUID, context: WorkerContext | None 
     return status
 
 
-def sweep(context: WorkerContext | None = None, *, queued_older_than: float | None = None) -> dict[str, int]:
-    """Recover lost work: re-queue jobs whose worker vanished, re-publish queued jobs and
-    due webhook deliveries whose messages were lost."""
+def sweep(
+    context: WorkerContext | None = None, *, queued_older_than: float | None = None, living: LivingWorkers | None = None,
+) -> dict[str, int]:
+    """Recover lost work: re-queue the running jobs no living worker holds (given the
+    heartbeats), publish queued jobs the broker never got (the outbox, in broker mode), and
+    as a last resort re-queue jobs running for `job_stale_after_seconds` and re-publish
+    old queued jobs and due webhook deliveries whose messages were lost."""
     ctx = context or get_context()
     older = ctx.settings.job_stale_after_seconds / 2 if queued_older_than is None else queued_older_than
+    lost = _requeue_lost(ctx, living) if living is not None else 0
+    unpublished = _publish_unpublished(ctx) if queue.uses_broker() else 0
     with ctx.db.session() as session:
         requeued = execution.requeue_stale_jobs(session, ctx.settings.job_stale_after_seconds, publish_predict)
+    JOBS_RECOVERED.labels("stale").inc(requeued)
     with ctx.db.session() as session:
         queued = execution.queued_jobs(session, older_than=older)
         due = webhooks.due_deliveries(session)
@@ -73,7 +95,22 @@ def sweep(context: WorkerContext | None = None, *, queued_older_than: float | No
         publish_predict(job_id, plugin)
     for delivery_id in due:
         publish_webhook(delivery_id, 0.0)
-    return {"requeued": requeued, "republished": len(queued), "deliveries": len(due), **sweep_training(ctx, older)}
+    return {"lost_worker": lost, "unpublished": unpublished, "requeued": requeued, "republished": len(queued),
+            "deliveries": len(due), **sweep_training(ctx, older)}
+
+
+def _requeue_lost(ctx: WorkerContext, living: LivingWorkers) -> int:
+    with ctx.db.session() as session:
+        count = execution.requeue_jobs_of_lost_workers(session, living, ctx.settings.worker_heartbeat_ttl_seconds, publish_predict)
+    JOBS_RECOVERED.labels("lost_worker").inc(count)
+    return count
+
+
+def _publish_unpublished(ctx: WorkerContext) -> int:
+    with ctx.db.session() as session:
+        count = execution.publish_unpublished(session, queue.published_among, publish_predict, grace_seconds=OUTBOX_GRACE_SECONDS)
+    OUTBOX_PUBLISHED.inc(count)
+    return count
 
 
 def sweep_training(ctx: WorkerContext, queued_older_than: float) -> dict[str, int]:

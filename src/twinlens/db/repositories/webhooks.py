@@ -7,6 +7,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from twinlens.db.models import WebhookAttempt, WebhookDelivery
+from twinlens.db.repositories.pagination import Key, KeysetPage, filter_given, keyset_page
 
 
 class WebhookRepository:
@@ -15,6 +16,28 @@ class WebhookRepository:
 
     def get(self, delivery_id: uuid.UUID) -> WebhookDelivery | None:
         return self.session.get(WebhookDelivery, delivery_id)
+
+    def get_for_tenant(self, delivery_id: uuid.UUID, tenant_id: uuid.UUID) -> WebhookDelivery | None:
+        query = select(WebhookDelivery).where(WebhookDelivery.id == delivery_id, WebhookDelivery.tenant_id == tenant_id)
+        return self.session.scalar(query)
+
+    def page_for_tenant(
+        self, tenant_id: uuid.UUID, *, status: str | None, after: Key | None, limit: int,
+    ) -> KeysetPage[WebhookDelivery]:
+        """The tenant's deliveries newest first, keyset-paginated on (created_at, id)."""
+        query = filter_given(select(WebhookDelivery).where(WebhookDelivery.tenant_id == tenant_id), (WebhookDelivery.status, status))
+        return keyset_page(self.session, query, (WebhookDelivery.created_at, WebhookDelivery.id), after, limit)
+
+    def reopen_failed(self, delivery_id: uuid.UUID, now: datetime) -> bool:
+        """failed -> pending, due now, with a new retry schedule from its current attempt
+        count; False when it is not failed (a second redelivery racing this one)."""
+        result = self.session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "failed")
+            .values(status="pending", next_attempt_at=now, locked_until=None, attempts_at_redelivery=WebhookDelivery.attempts)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
 
     def for_job(self, job_id: uuid.UUID) -> list[WebhookDelivery]:
         query = select(WebhookDelivery).where(WebhookDelivery.job_id == job_id)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from twinlens import __version__, queue
-from twinlens.api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from twinlens.api.middleware import BodyLimitMiddleware, MetricsMiddleware, RateLimitHeadersMiddleware, enforce_rate_limit
 from twinlens.api.openapi_docs import install_openapi
 from twinlens.api.outages import install_outage_handlers
-from twinlens.api.problems import install_problem_handlers
+from twinlens.api.problems import install_problem_handlers, problem_responses
 from twinlens.api.routes import health, jobs, keys, models, plugins, training, webhook_deliveries
 from twinlens.api.request_context import RequestContextMiddleware
 from twinlens.api.routes import audit, subjects
@@ -25,6 +25,7 @@ from twinlens.blobs import LocalBlobStore
 from twinlens.db.session import Database
 from twinlens.logging_setup import configure_logging
 from twinlens.services.bootstrap import bootstrap
+from twinlens.services.rate_limits import RateLimiter
 from twinlens.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ ROUTERS: tuple[tuple[str, APIRouter, str], ...] = (
     ("audit", audit.router, "The tenant's audit log (admin)"),
     ("health", health.router, "Liveness, readiness and Prometheus metrics"),
 )
+# Routers whose every route needs an API key: their requests spend the key's and the
+# tenant's rate-limit tokens (plugins and health are open; /metrics has its own token).
+RATE_LIMITED_TAGS = frozenset({"jobs", "models", "training", "keys"})
 
 
 def operation_id(route: APIRoute) -> str:
@@ -68,6 +72,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
         with db.session() as session:
             bootstrap(session, settings)
         yield
+        app.state.rate_limiter.close()
 
     app = FastAPI(
         title="TwinLens", version=__version__, description=DESCRIPTION, lifespan=lifespan,
@@ -75,11 +80,13 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
         generate_unique_id_function=operation_id,
     )
     app.state.settings, app.state.db, app.state.blobs = settings, db, blobs
+    app.state.rate_limiter = RateLimiter.from_settings(settings)
     _include_routers(app)
     install_problem_handlers(app)
     install_outage_handlers(app)
     install_openapi(app, settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(MetricsMiddleware)
     # Outermost, so every line of the request, even a refused one's, carries its request id.
     app.add_middleware(RequestContextMiddleware)
@@ -89,7 +96,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
 def _include_routers(app: FastAPI) -> None:
     for tag, router, _ in ROUTERS:
         # A router that names the tag itself would otherwise list it twice.
-        app.include_router(router, tags=None if tag in router.tags else [tag])
+        app.include_router(router, tags=None if tag in router.tags else [tag],
+                           dependencies=[Depends(enforce_rate_limit)] if tag in RATE_LIMITED_TAGS else None,
+                           responses=problem_responses(429) if tag in RATE_LIMITED_TAGS else None)
     _require_unique_operation_ids([route for _, router, _ in ROUTERS for route in router.routes if isinstance(route, APIRoute)])
 
 

@@ -2,6 +2,11 @@
 
 Parsing only; every check on the contents is done by services.inputs. Kept out of the
 route so the route stays a few lines.
+
+Forms are parsed by Starlette's parsers, made strict in two ways: a text field whose
+bytes are not valid in the request's charset (UTF-8 unless it says otherwise) is a 422
+naming the field, where Starlette would decode it as Latin-1 and store mojibake as the
+user's words; and a field over the part limit is a 413 naming the field, not a bare 400.
 """
 
 from __future__ import annotations
@@ -10,12 +15,14 @@ import base64
 import binascii
 import json
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
+from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 
 from twinlens.api.schemas import ImageBase64, ImageUrl, JobCreate
 from twinlens.contract.errors import InputError
@@ -24,22 +31,48 @@ from twinlens.services.inputs import SubmittedInputs
 from twinlens.settings import Settings
 
 FORM_FIELDS = {"image", "metadata", "webhook_url"}
+# A text part may hold this much even when the limits on texts and metadata are smaller,
+# so that an over-long text is told its character limit rather than a byte limit.
+MIN_PART_BYTES = 1024 * 1024
 
 
 async def read_job_request(request: Request, plugin: Plugin, settings: Settings) -> SubmittedInputs:
     """The inputs as sent; a JSON image URL is left in `image_url` for the submission to fetch."""
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        return await _from_form(request, plugin, settings)
+        return await _from_form(request, content_type, plugin, settings)
     if content_type == "application/json":
         return await _from_json(request, settings)
     raise HTTPException(415, f"send multipart/form-data or application/json, not {content_type or 'no content type'!r}")
 
 
-async def _from_form(request: Request, plugin: Plugin, settings: Settings) -> SubmittedInputs:
+async def _from_form(request: Request, content_type: str, plugin: Plugin, settings: Settings) -> SubmittedInputs:
     text_names = set(plugin.input_schema().text_names)
-    part_limit = max(1024 * 1024, settings.max_text_chars * 4 + settings.max_metadata_bytes)
-    form = await request.form(max_files=1, max_fields=len(text_names) + 8, max_part_size=part_limit)
+    form = await _parse_form(request, content_type, max_fields=len(text_names) + 8, max_part_bytes=part_limit(settings))
+    try:
+        return await _inputs_from_form(form, text_names, settings)
+    finally:
+        await form.close()
+
+
+def part_limit(settings: Settings) -> int:
+    """Bytes one text part of a form may hold: four per character (UTF-8's most) plus the metadata."""
+    return max(MIN_PART_BYTES, settings.max_text_chars * 4 + settings.max_metadata_bytes)
+
+
+async def _parse_form(request: Request, content_type: str, *, max_fields: int, max_part_bytes: int) -> FormData:
+    try:
+        if content_type == "multipart/form-data":
+            parser = StrictMultiPartParser(request.headers, request.stream(), max_files=1, max_fields=max_fields,
+                                           max_part_size=max_part_bytes)
+        else:
+            parser = StrictFormParser(request.headers, request.stream(), max_fields=max_fields, max_part_size=max_part_bytes)
+        return await parser.parse()
+    except MultiPartException as exc:
+        raise InputError("body", f"not a valid form: {exc.message}") from exc
+
+
+async def _inputs_from_form(form: FormData, text_names: set[str], settings: Settings) -> SubmittedInputs:
     unknown = sorted(set(form.keys()) - FORM_FIELDS - text_names)
     if unknown:
         raise InputError(unknown[0], f"unknown form field; accepted: {', '.join(sorted(FORM_FIELDS | text_names))}")
@@ -102,3 +135,58 @@ def _decode_base64(encoded: str, max_bytes: int) -> bytes:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InputError("inputs.image.base64", f"not valid base64: {exc}") from exc
+
+
+def _strict_text(data: bytes | bytearray, charset: str, field: str) -> str:
+    try:
+        return bytes(data).decode(charset)
+    except UnicodeDecodeError as exc:
+        raise InputError(field, f"not valid {charset} text: byte {exc.start} ({data[exc.start]:#04x}) cannot be decoded") from exc
+
+
+def _part_too_large(field: str, limit: int) -> InputError:
+    return InputError(field, f"the field is over the limit of {limit} bytes for one form field", status=413)
+
+
+class StrictMultiPartParser(MultiPartParser):
+    """multipart/form-data: text parts decoded strictly, the part limit naming its field."""
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        try:
+            super().on_part_data(data, start, end)
+        except MultiPartException:
+            raise _part_too_large(self._current_part.field_name, self.max_part_size) from None
+
+    def on_part_end(self) -> None:
+        part = self._current_part
+        if part.file is None:
+            # Decoded here first so that bytes Starlette would read as Latin-1 are refused.
+            _strict_text(part.data, self._charset, part.field_name)
+        super().on_part_end()
+
+
+class StrictFormParser(FormParser):
+    """application/x-www-form-urlencoded: percent-decoded to bytes, then strict UTF-8 (the
+    WHATWG rule; Starlette decodes the raw bytes as Latin-1 first)."""
+
+    def on_field_name(self, data: bytes, start: int, end: int) -> None:
+        try:
+            super().on_field_name(data, start, end)
+        except MultiPartException:
+            raise _part_too_large("body", self.max_part_size) from None
+
+    def on_field_data(self, data: bytes, start: int, end: int) -> None:
+        try:
+            super().on_field_data(data, start, end)
+        except MultiPartException:
+            raise _part_too_large(self._decoded(self._field_name, "body"), self.max_part_size) from None
+
+    def on_field_end(self) -> None:
+        name = self._decoded(self._field_name, "body")
+        value = self._decoded(self._field_value, name)
+        super().on_field_end()
+        self._items[-1] = (name, value)
+
+    @staticmethod
+    def _decoded(raw: bytearray, field: str) -> str:
+        return _strict_text(unquote_to_bytes(bytes(raw).replace(b"+", b" ")), "utf-8", field)

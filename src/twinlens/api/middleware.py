@@ -1,14 +1,27 @@
-"""ASGI middleware: request-size ceiling and request metrics."""
+"""ASGI middleware: request-size ceiling, rate-limit headers and request metrics; and the
+rate-limit dependency whose decision the headers report.
+
+Rate limits are a dependency, not a middleware of their own: they need the caller's key
+and tenant, which only authentication (a dependency) knows. The dependency spends the
+tokens and leaves its decision in the request's state; `RateLimitHeadersMiddleware`
+writes it on whatever answer goes out (a route's, a 404, a 422).
+"""
 
 from __future__ import annotations
 
 import time
 
+from fastapi import Request
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from twinlens.api.problems import problem_response
+from twinlens.api.deps import ApiKeyDep
+from twinlens.api.problems import input_problem
 from twinlens.services.metrics import REQUEST_SECONDS, REQUESTS
+from twinlens.services.rate_limits import Decision
+
+RATE_LIMIT_STATE = "rate_limit"
 
 
 class BodyLimitMiddleware:
@@ -25,7 +38,7 @@ class BodyLimitMiddleware:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            response = problem_response(413, self._message(declared), title="Request too large", instance=scope["path"])
+            response = input_problem(413, "body", self._message(declared), instance=scope["path"])
             await response(scope, receive, send)
             return
         await self.app(scope, self._counting(receive), send)
@@ -39,6 +52,8 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    # An HTTPException, not an InputError: FastAPI turns anything else raised
+                    # while it reads a JSON body into a 400. problems.py names the field.
                     raise HTTPException(413, self._message(seen))
             return message
 
@@ -56,6 +71,37 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def enforce_rate_limit(request: Request, principal: ApiKeyDep) -> None:
+    """Spend the caller's tokens (429 when over a limit); after authentication, before the
+    route reads a byte of the body. Sync: the Redis round trip runs on a worker thread."""
+    decision = request.app.state.rate_limiter.check(principal)
+    if decision is not None:
+        setattr(request.state, RATE_LIMIT_STATE, decision)
+
+
+class RateLimitHeadersMiddleware:
+    """RateLimit-Limit / -Remaining / -Reset on every answer to a rate-limited request, so
+    a client can pace itself before it is ever refused."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            decision: Decision | None = scope.get("state", {}).get(RATE_LIMIT_STATE)
+            if message["type"] == "http.response.start" and decision is not None:
+                headers = MutableHeaders(scope=message)
+                for name, value in decision.headers().items():
+                    headers.setdefault(name, value)  # a 429 already carries its own
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class MetricsMiddleware:

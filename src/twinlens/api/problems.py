@@ -35,13 +35,20 @@ class Problem(BaseModel):
     instance: str | None = None
 
 
+# One title per status, whatever the cause: RFC 9110's names (Python's HTTPStatus still has
+# RFC 7231's "Request Entity Too Large" and "Unprocessable Entity"); the cause is in `type`.
+RFC_9110_TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
+# An input problem's `type` by its status, so each type keeps one title (RFC 9457 3.1.3).
+INPUT_PROBLEM_KINDS = {413: "too-large", 415: "unsupported-media-type", 422: "invalid-input"}
+
+
 def problem_response(
-    status: int, detail: str | None = None, *, title: str | None = None, kind: str | None = None,
+    status: int, detail: str | None = None, *, kind: str | None = None,
     instance: str | None = None, headers: dict[str, str] | None = None, extensions: dict[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"{TYPE_BASE}{kind}" if kind else "about:blank",
-        "title": title or _phrase(status),
+        "title": status_title(status),
         "status": status,
         "detail": detail,
     }
@@ -52,11 +59,22 @@ def problem_response(
     return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def _phrase(status: int) -> str:
+def status_title(status: int) -> str:
+    """The title of every problem answered with `status`."""
+    if status in RFC_9110_TITLES:
+        return RFC_9110_TITLES[status]
     try:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
+
+
+def input_problem(status: int, field: str, reason: str, *, instance: str | None = None) -> JSONResponse:
+    """One input (a form field, the image, the body) cannot be used: the answer names it."""
+    return problem_response(
+        status, f"{field}: {reason}", kind=INPUT_PROBLEM_KINDS.get(status, "invalid-input"),
+        instance=instance, extensions={"errors": [{"field": field, "reason": reason}]},
+    )
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -71,6 +89,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 async def _http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else None
     headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 413:
+        # The body-size ceiling, hit while the body streamed in: a problem naming the body,
+        # like the one answered from Content-Length before a byte is read.
+        return input_problem(413, "body", detail or "the request body is too large", instance=request.url.path)
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.method} {request.url.path}"
     if exc.status_code == 405:
@@ -98,27 +120,27 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     ]
     first = errors[0] if errors else {"field": "", "reason": "invalid request"}
     return problem_response(
-        422, f"{first['field']}: {first['reason']}", title="Invalid request", kind="validation",
+        422, f"{first['field']}: {first['reason']}", kind="validation",
         instance=request.url.path, extensions={"errors": errors},
     )
 
 
 async def _input_error(request: Request, exc: InputError) -> JSONResponse:
-    return problem_response(
-        exc.status, f"{exc.field}: {exc.reason}", title="Invalid input", kind="invalid-input",
-        instance=request.url.path, extensions={"errors": [{"field": exc.field, "reason": exc.reason}]},
-    )
+    return input_problem(exc.status, exc.field, exc.reason, instance=request.url.path)
 
 
 async def _unknown_plugin(request: Request, exc: UnknownPluginError) -> JSONResponse:
-    return problem_response(404, str(exc), title="Unknown plugin", kind="unknown-plugin", instance=request.url.path)
+    return problem_response(404, str(exc), kind="unknown-plugin", instance=request.url.path)
 
 
 async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    # An error may carry headers of its own (a 429's Retry-After and RateLimit-*).
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     return problem_response(
-        exc.status, exc.detail, title=exc.title, kind=type(exc).__name__.lower(),
-        instance=request.url.path, headers=headers, extensions=exc.extensions,
+        exc.status, exc.detail, kind=type(exc).__name__.lower(),
+        instance=request.url.path, headers=headers or None, extensions=exc.extensions,
     )
 
 
@@ -130,6 +152,6 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries documenting problem+json answers."""
     return {
-        status: {"description": _phrase(status), "model": Problem, "content": {PROBLEM_JSON: {}}}
+        status: {"description": status_title(status), "model": Problem, "content": {PROBLEM_JSON: {}}}
         for status in statuses
     }

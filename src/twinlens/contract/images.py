@@ -17,20 +17,37 @@ from twinlens.contract.errors import InputError
 DEFAULT_MAX_PIXELS = 40_000_000
 
 
+# The statuses of images that cannot be used, one per cause (docs/security.md): too many
+# pixels or bytes 413; a format the plugin does not take 415; bytes that are no readable
+# image (unidentified, truncated, corrupt) 422, however far the decoder got.
+TOO_LARGE, UNREADABLE = 413, 422
+
+
 def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open (header only) and check the pixel count; raise InputError on anything wrong."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # The pixel count is checked below against our own limit; PIL's warning (at
+            # 89 Mpx) would only refuse images a larger max_pixels allows.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError("image", f"not a readable image ({exc.__class__.__name__})", status=415) from exc
-    except OSError as exc:
-        raise InputError("image", f"not a readable image: {exc}", status=415) from exc
+    except Image.DecompressionBombError as exc:
+        raise InputError("image", _bomb_reason(max_pixels), status=TOO_LARGE) from exc
+    except UnidentifiedImageError as exc:
+        raise InputError("image", "not a readable image: no image format recognised in the bytes", status=UNREADABLE) from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InputError("image", f"not a readable image: {exc}", status=UNREADABLE) from exc
     width, height = image.size
     if width * height > max_pixels:
-        raise InputError("image", f"{width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}", status=413)
+        raise InputError("image", f"{width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}", status=TOO_LARGE)
     return image
+
+
+def _bomb_reason(max_pixels: int) -> str:
+    """PIL refuses to open an image of more than twice its MAX_IMAGE_PIXELS (a
+    decompression bomb) without saying its size; that is over any limit up to there."""
+    refused_above = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    return f"more than {refused_above} pixels exceeds the limit of {min(max_pixels, refused_above)} pixels"
 
 
 def decode_image(
@@ -53,8 +70,8 @@ def decode_image(
         image = ImageOps.exif_transpose(image)
         if image.mode != mode:
             image = _convert(image, mode)
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError("image", f"corrupt image data: {exc}", status=422) from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InputError("image", f"not a readable image: corrupt image data: {exc}", status=UNREADABLE) from exc
     return image
 
 

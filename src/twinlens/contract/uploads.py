@@ -19,8 +19,8 @@ CHECK_DECODE_SIZE = 64
 
 
 def check_picture(data: bytes, accepted: Collection[str], *, max_pixels: int, verify_pixels: bool = True) -> str:
-    """Return the picture's media type; raise InputError 415 (a format not accepted or
-    not an image), 413 (too many pixels) or 422 (corrupt pixel data).
+    """Return the picture's media type; raise InputError 415 (a format not accepted),
+    413 (too many pixels) or 422 (not a readable image: unidentified or corrupt).
 
     `verify_pixels=False` reads the header only: for plugins whose sanitize() decodes
     every pixel right after, where a second decode here would find nothing new.

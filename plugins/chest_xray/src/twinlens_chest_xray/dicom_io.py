@@ -20,7 +20,7 @@ from pydicom.pixels import apply_modality_lut, apply_voi, get_decoder
 from pydicom.uid import UID, ImplicitVRLittleEndian
 
 from twinlens.contract.errors import InputError
-from twinlens.contract.images import DEFAULT_MAX_PIXELS
+from twinlens.contract.images import DEFAULT_MAX_PIXELS, UNREADABLE
 
 DICOM_MEDIA_TYPE = "application/dicom"
 DICOM_MEDIA_TYPES = (DICOM_MEDIA_TYPE, "application/dicom+octet-stream")
@@ -40,7 +40,7 @@ def read_dicom(data: bytes) -> Dataset:
     try:
         return pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception as exc:  # pydicom raises many kinds on garbage; all mean the same here
-        raise InputError("image", f"not a readable DICOM file: {exc}", status=415) from exc
+        raise InputError("image", f"not a readable DICOM file: {exc}", status=UNREADABLE) from exc
 
 
 def check_dicom_upload(data: bytes, *, max_pixels: int) -> None:
@@ -52,7 +52,7 @@ def check_dicom_upload(data: bytes, *, max_pixels: int) -> None:
         header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
         pixels = int(header.Rows) * int(header.Columns) * int(getattr(header, "NumberOfFrames", 1) or 1)
     except Exception as exc:  # pydicom raises many types for malformed files
-        raise InputError("image", f"not a readable DICOM file: {exc}", status=422) from exc
+        raise InputError("image", f"not a readable DICOM file: {exc}", status=UNREADABLE) from exc
     if pixels > max_pixels:
         raise InputError("image", f"{pixels} pixels exceeds the limit of {max_pixels}", status=413)
 

@@ -144,3 +144,64 @@ def test_default_train_is_the_auto_recipe_and_evaluate_shows_its_baselines(train
     members = json.loads(report.read_text())["members"]
     assert {"tfidf-text", "image-features", "network"} <= set(members)
     assert all(set(m["report"]["heads"]) == {"label", "tags"} for m in members.values())
+
+
+def _bulk_input(trained) -> tuple[Path, list[str]]:
+    """The validation rows plus three bad ones, in a file next to their images."""
+    source = Path(trained["val"])
+    lines = source.read_text().splitlines()
+    bad = [json.dumps({"id": "no-file", "image": "images/not-there.png", "text": "hello"}),
+           "{not json",
+           json.dumps({"id": "empty", "text": ""})]
+    rows = lines[:6] + bad[:1] + lines[6:10] + bad[1:] + lines[10:]
+    data = source.with_name("bulk.jsonl")
+    data.write_text("\n".join(rows) + "\n")
+    return data, rows
+
+
+def test_predict_data_scores_every_row_and_names_bad_lines(trained, tmp_path):
+    data, rows = _bulk_input(trained)
+    out = tmp_path / "scored.jsonl"
+    result = in_process("predict", "--model", trained["model"], "--data", data, "--out", out, "--batch-size", 4)
+    assert result.exit_code == 0, result.output
+    scored = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [s["line"] for s in scored] == list(range(1, len(rows) + 1))  # every input line answered once, in order
+    errors = {s["line"]: s["error"] for s in scored if "error" in s}
+    assert sorted(errors) == [7, 12, 13]
+    assert errors[7]["field"] == "image" and "not-there.png" in errors[7]["reason"]
+    assert errors[12]["field"] == "json" and errors[13]["field"] == "inputs"
+    assert "3 could not be scored" in result.output and "line 7: image" in result.output
+    first = next(s for s in scored if s["line"] == 1)
+    assert first["id"] == json.loads(rows[0])["id"] and first["model_version"]
+    assert set(first["prediction"]["contributions"]) == {"image", "text"}
+    # The same answer as predicting that one row on its own.
+    row = json.loads(rows[0])
+    alone = in_process("predict", "--model", trained["model"], "--image", Path(trained["val"]).parent / row["image"],
+                       "--text", row["text"], "--json")
+    single = json.loads(alone.output)
+    for head, answer in single["prediction"]["heads"].items():
+        for label, p in answer["probabilities"].items():
+            assert abs(first["prediction"]["heads"][head]["probabilities"][label] - p) < 1e-4
+    assert first["decision"] == single["decision"]
+
+
+def test_predict_data_resumes_after_an_interruption(trained, tmp_path):
+    data, rows = _bulk_input(trained)
+    out = tmp_path / "scored.jsonl"
+    assert in_process("predict", "--model", trained["model"], "--data", data, "--out", out, "--batch-size", 4).exit_code == 0
+    complete = out.read_text().splitlines()
+    # Interrupted after five rows, halfway through writing the sixth.
+    out.write_text("\n".join(complete[:5]) + "\n" + complete[5][: len(complete[5]) // 2])
+    again = in_process("predict", "--model", trained["model"], "--data", data, "--out", out, "--batch-size", 4)
+    assert again.exit_code == 0, again.output
+    assert "5 already in" in again.output
+    resumed = out.read_text().splitlines()
+    assert sorted(json.loads(line)["line"] for line in resumed) == list(range(1, len(rows) + 1))
+    assert sorted(resumed) == sorted(complete)  # same answers, none twice
+    fresh = in_process("predict", "--model", trained["model"], "--data", data, "--out", out, "--no-resume")
+    assert fresh.exit_code == 0 and len(out.read_text().splitlines()) == len(rows)
+
+
+def test_predict_data_needs_out(trained):
+    result = in_process("predict", "--model", trained["model"], "--data", trained["val"])
+    assert result.exit_code != 0 and "--data needs --out" in result.output

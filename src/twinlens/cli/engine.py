@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -182,20 +183,30 @@ def predict(
     text: Annotated[Optional[str], typer.Option("--text", help="Text; goes to the plugin's first text input.")] = None,
     field: Annotated[Optional[list[str]], typer.Option("--field", help="NAME=VALUE for a named text input or metadata field; repeatable.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object {prediction, decision, model}.")] = False,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Score every row of a JSONL/CSV file instead of one input (needs --out).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="With --data: JSONL file of one scored row per input row.")] = None,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="With --data: skip rows already in --out (default) or overwrite it.")] = True,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=1024, help="With --data: rows per model batch.")] = 32,
+    contributions: Annotated[bool, typer.Option("--contributions/--no-contributions", help="Compute each modality's share of the decision.")] = True,
     device: Device = None,
 ) -> None:
-    """Predict one input with a model bundle and show the plugin's decision."""
+    """Predict one input (or, with --data, every row of a file) with a model bundle and show the plugin's decision."""
     from twinlens.contract.bundle_files import read_bundle_config
 
     config = read_bundle_config(model)
     chosen = get_plugin(config["plugin"])
+    if data is not None:
+        _predict_file(model, chosen, data, out, BulkChoice(resume, batch_size, contributions), device)
+        return
+    if out is not None:
+        raise UsageProblem("--out goes with --data (one input prints its answer)")
     sample = chosen.prepare(_raw_input(chosen, image, text, parse_pairs(field, "--field")))
 
     from twinlens.engine.predictor import Predictor
 
     predictor = Predictor.from_bundle(model, device=device)
     _check_schema(chosen, predictor.label_schema)
-    prediction = predictor.predict([sample])[0]
+    prediction = predictor.predict([sample], contributions=contributions)[0]
     decision = chosen.decide(prediction)
     about = {"path": str(model), "plugin": config["plugin"], "version": config.get("version"), "created_at": config.get("created_at")}
     result = json_safe({"prediction": prediction.to_dict(), "decision": decision, "model": about})
@@ -203,6 +214,36 @@ def predict(
         typer.echo(json.dumps(result, allow_nan=False))
     else:
         print_prediction(result["prediction"], result["decision"], about)
+
+
+@dataclass
+class BulkChoice:
+    resume: bool
+    batch_size: int
+    contributions: bool
+
+
+def _predict_file(model: Path, plugin: Plugin, data: Path, out: Path | None, choice: BulkChoice, device: str | None) -> None:
+    from tqdm.auto import tqdm
+
+    from twinlens.contract.table import read_table
+    from twinlens.engine.bulk import BulkOptions, score_file
+    from twinlens.engine.predictor import Predictor
+
+    if out is None:
+        raise UsageProblem("--data needs --out FILE (the scored rows are written there, one JSON line each)")
+    predictor = Predictor.from_bundle(model, device=device)
+    _check_schema(plugin, predictor.label_schema)
+    total = len(read_table(data).rows)
+    options = BulkOptions(batch_size=choice.batch_size, contributions=choice.contributions, resume=choice.resume)
+    with tqdm(total=total, desc="scoring", unit="row", disable=not console.is_terminal) as bar:
+        summary = score_file(plugin, predictor, data, out, options, progress=bar.update)
+    console.print(f"{summary.scored} rows scored, {summary.already_done} already in {out}, {len(summary.bad)} could not be scored",
+                  soft_wrap=True)
+    for error in summary.bad[:20]:
+        console.print(f"  {error}", soft_wrap=True, markup=False)
+    if len(summary.bad) > 20:
+        console.print(f"  ... and {len(summary.bad) - 20} more (each is a line in {out} with an \"error\")", soft_wrap=True)
 
 
 def _raw_input(plugin: Plugin, image: Path | None, text: str | None, fields: dict[str, str]) -> RawInput:

@@ -107,7 +107,7 @@ class Decision:
 
 class RateLimited(ServiceError):
     status = 429
-    title = "Too many requests"
+    title = "Too Many Requests"
 
     def __init__(self, decision: Decision):
         refused = decision.binding.limit

@@ -117,6 +117,17 @@ def configure_logging(env: str, level: int = logging.INFO) -> None:
         _uvicorn_through_root()
 
 
+def uvicorn_log_config(env: str) -> dict[str, Any] | None:
+    """What `uvicorn.Config(log_config=...)` gets. In production None: uvicorn then installs
+    no text handlers of its own, and its lines, from "Started server process" on, reach the
+    JSON handler (call configure_logging first)."""
+    if env == "production":
+        return None
+    from uvicorn.config import LOGGING_CONFIG
+
+    return LOGGING_CONFIG
+
+
 def _uvicorn_through_root() -> None:
     """uvicorn writes its own text lines; in production its lines go through the JSON
     handler instead, and its access line is left out: the request middleware writes one

@@ -22,6 +22,7 @@ import typer
 
 from twinlens.cli import app
 from twinlens.cli.common import fail, user_errors
+from twinlens.logging_setup import configure_logging, uvicorn_log_config
 from twinlens.settings import Settings
 
 db_app = typer.Typer(help="Database schema (Alembic migrations shipped in the package).", no_args_is_help=True)
@@ -98,7 +99,9 @@ class EmbeddedService:
         application = create_app(self.settings, db=self.database, blobs=blobs)
         self._socket = _bind(self.host, self.port)
         self.port = self._socket.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(application, log_level=self.log_level, lifespan="on"))
+        configure_logging(self.settings.env)  # before uvicorn's first line (JSON in production)
+        self.server = uvicorn.Server(uvicorn.Config(application, log_level=self.log_level, lifespan="on",
+                                                    log_config=uvicorn_log_config(self.settings.env)))
         return self
 
     def serve_forever(self) -> None:

@@ -219,6 +219,10 @@ class ErasureCounts:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    def of_jobs(self) -> dict[str, int]:
+        """The counts a subject's erasure has (it deletes no keys, models or runs)."""
+        return {name: getattr(self, name) for name in ("jobs", "results", "feedback", "webhook_deliveries", "blobs")}
+
 
 def erase_subject(session: Session, blobs: BlobStore, principal: Principal, subject_ref: str) -> ErasureCounts:
     """Delete every job of this subject in the caller's tenant (tenant admins), with its
@@ -234,7 +238,7 @@ def erase_subject(session: Session, blobs: BlobStore, principal: Principal, subj
     # The digest, not the reference: the audit log must not keep who was erased in clear.
     AuditRepository(session).record(
         "subject.erase", tenant_id=principal.tenant_id, api_key_id=principal.key_id,
-        target=f"subject:{digest}", details=erased.as_dict(),
+        target=f"subject:{digest}", details=erased.of_jobs(),
     )
     return erased
 

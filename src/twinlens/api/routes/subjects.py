@@ -35,5 +35,4 @@ def erase_subject(
     blobs: BlobsDep,
 ) -> SubjectErasure:
     erased = erasure.erase_subject(session, blobs, principal, subject_ref)
-    return SubjectErasure(subject_ref=subject_ref, jobs=erased.jobs, results=erased.results, feedback=erased.feedback,
-                          webhook_deliveries=erased.webhook_deliveries, blobs=erased.blobs)
+    return SubjectErasure(subject_ref=subject_ref, **erased.of_jobs())

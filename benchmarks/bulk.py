@@ -53,8 +53,9 @@ def main() -> None:
         predictor = Predictor.from_bundle(bundle)
 
         rows = [json.loads(line) for line in data.read_text().splitlines()]
-        encoded = [predictor.preprocess(plugin.prepare(RawInput(image_bytes=(data.parent / r["image"]).read_bytes(), texts={"text": r["text"]})))
-                   for r in rows]
+        encoded = [predictor.preprocess(plugin.prepare(RawInput(
+            image_bytes=(data.parent / r["image"]).read_bytes() if r.get("image") else None, texts={"text": r.get("text")})))
+            for r in rows]
         predictor.predict_encoded(encoded[: args.batch])  # warm-up
         started = time.perf_counter()
         for start in range(0, len(encoded), args.batch):

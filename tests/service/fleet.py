@@ -4,6 +4,7 @@ loopback, sharing one PostgreSQL database and one blob directory."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -102,6 +103,8 @@ class Fleet:
             "TWINLENS_BROKER_URL": self.redis.url,
             "TWINLENS_DATA_DIR": str(self.root / "data"),
             "TWINLENS_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
+            # Bundles, training data and output live under pytest's temporary folder.
+            **{f"TWINLENS_{kind}_ROOTS": json.dumps([str(self.root.parent)]) for kind in ("MODEL", "DATA", "OUTPUT")},
             "TWINLENS_SWEEP_INTERVAL_SECONDS": "2",
             "TWINLENS_JOB_STALE_AFTER_SECONDS": "12",
             "TWINLENS_TASK_TIME_LIMIT_SECONDS": "10",

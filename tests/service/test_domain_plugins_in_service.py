@@ -60,7 +60,8 @@ def service(tmp_path_factory):
         with database.session() as session:
             _, key = keys.create_key(session, "domain-tests", admin=True)
         running = EmbeddedService(settings, port=0, database=database).build(migrate=False).start()
-        bundles = {name: train_sample_model(name, root / "models" / name, rows=40, epochs=1, tiny=True)
+        # Under data_dir/models: the default model root a registration may name.
+        bundles = {name: train_sample_model(name, settings.data_dir / "models" / name, rows=40, epochs=1, tiny=True)
                    for name in ("support_ticket", "chest_xray")}
         import httpx
 

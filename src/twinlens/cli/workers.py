@@ -47,6 +47,9 @@ def worker(
     from twinlens.worker.celery_app import make_celery
 
     configure(settings.broker_url)  # the sweeper re-publishes through the same queue module
+    from twinlens.logging_setup import configure_logging
+
+    configure_logging(settings.env)  # JSON lines in production; Celery keeps a root handler it finds
     chosen_pool = pool or ("solo" if concurrency == 1 else "prefork")
     argv = ["worker", f"--loglevel={loglevel}", f"--pool={chosen_pool}", f"--concurrency={concurrency}",
             f"--queues={queues or ','.join(default_queues())}",

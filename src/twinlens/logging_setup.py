@@ -84,16 +84,17 @@ def json_formatter() -> logging.Formatter:
     )
 
 
-class _CurrentStderrHandler(logging.StreamHandler):
-    """Writes to whatever sys.stderr is when a line is logged, not when the handler was
-    made (a test runner, or a daemon, may replace it in between)."""
+class _ProcessStderrHandler(logging.StreamHandler):
+    """Writes to the process's own stderr, looked up when a line is logged: Celery swaps
+    sys.stderr for a proxy that logs what is written to it (a line would go round in a
+    circle and be dropped), and a test runner swaps it per test."""
 
     def __init__(self) -> None:
         super().__init__()
 
     @property
     def stream(self):  # type: ignore[override]
-        return sys.stderr
+        return sys.__stderr__ or sys.stderr
 
     @stream.setter
     def stream(self, _value) -> None:
@@ -106,13 +107,15 @@ def configure_logging(env: str, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     for handler in [handler for handler in root.handlers if getattr(handler, _OURS, False)]:
         root.removeHandler(handler)
-    handler = _CurrentStderrHandler()
+    handler = _ProcessStderrHandler()
     setattr(handler, _OURS, True)
     handler.addFilter(ContextFilter())
     handler.setFormatter(json_formatter() if env == "production" else PlainFormatter())
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > level:
         root.setLevel(level)
+    # Warnings (Celery's, a library's deprecation) become log lines too: JSON in production.
+    logging.captureWarnings(env == "production")
     if env == "production":
         _uvicorn_through_root()
 

@@ -7,7 +7,7 @@ by digest) and counts what went."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,8 +56,14 @@ def list_events(
 
 def _check_window(since: datetime | None, until: datetime | None) -> None:
     for name, moment in (("since", since), ("until", until)):
-        if moment is not None and moment.tzinfo is None:
+        if moment is None:
+            continue
+        if moment.tzinfo is None:
             raise InputError(name, "give a time zone, e.g. 2026-11-24T09:00:00Z")
+        try:
+            moment.astimezone(timezone.utc)  # what the query compares; 0001-01-01T00:00+01:00 has no UTC time
+        except OverflowError:
+            raise InputError(name, "out of range") from None
     if since is not None and until is not None and since >= until:
         raise InputError("until", "must be later than since")
 

@@ -75,7 +75,7 @@ async def _parse_form(request: Request, content_type: str, *, max_fields: int, m
 async def _inputs_from_form(form: FormData, text_names: set[str], settings: Settings) -> SubmittedInputs:
     unknown = sorted(set(form.keys()) - FORM_FIELDS - text_names)
     if unknown:
-        raise InputError(unknown[0], f"unknown form field; accepted: {', '.join(sorted(FORM_FIELDS | text_names))}")
+        raise InputError(_named(unknown[0]), f"unknown form field; accepted: {', '.join(sorted(FORM_FIELDS | text_names))}")
     submitted = SubmittedInputs(
         texts={name: _form_text(form.get(name), name) for name in text_names if form.get(name) is not None},
         metadata=_parse_metadata(form.get("metadata")),
@@ -137,15 +137,21 @@ def _decode_base64(encoded: str, max_bytes: int) -> bytes:
         raise InputError("inputs.image.base64", f"not valid base64: {exc}") from exc
 
 
+def _named(field: str) -> str:
+    """The field an error names; a part sent without a name is the body's fault (found by
+    fuzzing: errors naming the field "")."""
+    return field or "body"
+
+
 def _strict_text(data: bytes | bytearray, charset: str, field: str) -> str:
     try:
         return bytes(data).decode(charset)
     except UnicodeDecodeError as exc:
-        raise InputError(field, f"not valid {charset} text: byte {exc.start} ({data[exc.start]:#04x}) cannot be decoded") from exc
+        raise InputError(_named(field), f"not valid {charset} text: byte {exc.start} ({data[exc.start]:#04x}) cannot be decoded") from exc
 
 
 def _part_too_large(field: str, limit: int) -> InputError:
-    return InputError(field, f"the field is over the limit of {limit} bytes for one form field", status=413)
+    return InputError(_named(field), f"the field is over the limit of {limit} bytes for one form field", status=413)
 
 
 class StrictMultiPartParser(MultiPartParser):

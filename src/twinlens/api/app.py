@@ -51,7 +51,7 @@ ROUTERS: tuple[tuple[str, APIRouter, str], ...] = (
 )
 # Routers whose every route needs an API key: their requests spend the key's and the
 # tenant's rate-limit tokens (plugins and health are open; /metrics has its own token).
-RATE_LIMITED_TAGS = frozenset({"jobs", "models", "training", "keys", "subjects", "audit"})
+RATE_LIMITED_TAGS = frozenset({"jobs", "models", "training", "keys", "webhooks", "subjects", "audit"})
 
 
 def operation_id(route: APIRoute) -> str:

@@ -49,9 +49,10 @@ ROUTERS: tuple[tuple[str, APIRouter, str], ...] = (
     ("audit", audit.router, "The tenant's audit log (admin)"),
     ("health", health.router, "Liveness, readiness and Prometheus metrics"),
 )
-# Routers whose every route needs an API key: their requests spend the key's and the
-# tenant's rate-limit tokens (plugins and health are open; /metrics has its own token).
-RATE_LIMITED_TAGS = frozenset({"jobs", "models", "training", "keys", "webhooks", "subjects", "audit"})
+# Routers with routes open to anyone, so no key to rate-limit by (/metrics has its own
+# token). Every other router's requests need a key and spend the key's and the tenant's
+# rate-limit tokens: a router added later is limited unless it is named here.
+OPEN_TAGS = frozenset({"plugins", "health"})
 
 
 def operation_id(route: APIRoute) -> str:
@@ -97,8 +98,8 @@ def _include_routers(app: FastAPI) -> None:
     for tag, router, _ in ROUTERS:
         # A router that names the tag itself would otherwise list it twice.
         app.include_router(router, tags=None if tag in router.tags else [tag],
-                           dependencies=[Depends(enforce_rate_limit)] if tag in RATE_LIMITED_TAGS else None,
-                           responses=problem_responses(429) if tag in RATE_LIMITED_TAGS else None)
+                           dependencies=None if tag in OPEN_TAGS else [Depends(enforce_rate_limit)],
+                           responses=None if tag in OPEN_TAGS else problem_responses(429))
     _require_unique_operation_ids([route for _, router, _ in ROUTERS for route in router.routes if isinstance(route, APIRoute)])
 
 

@@ -79,7 +79,9 @@ def test_only_a_tenant_admin_erases_and_a_bad_reference_is_named(live):
         too_long = problem(admin.delete(f"/v1/subjects/{'x' * 201}"), 422)
         assert too_long["errors"][0]["field"].endswith("subject_ref")
         blobs_before = live.service.worker.context.blobs.count()
-        for bad, reason in ((12345, "string"), ("   ", "empty"), ("y" * 201, "200")):
+        problem(admin.delete("/v1/subjects/line%0Abreak"), 404)  # no route: no reference has a line break
+        assert problem(admin.delete("/v1/subjects/tab%09char"), 422)["errors"][0]["field"].endswith("subject_ref")
+        for bad, reason in ((12345, "string"), ("   ", "empty"), ("y" * 201, "200"), ("a\nb", "control")):
             body = problem(admin.post("/v1/plugins/generic/jobs", data={"text": "x", "metadata": json.dumps({"subject_ref": bad})},
                                       files={"image": ("p.png", png_carrying(planted("refused")), "image/png")}), 422)
             assert body["errors"][0]["field"] == "metadata.subject_ref" and reason in body["errors"][0]["reason"], body

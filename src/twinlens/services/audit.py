@@ -42,30 +42,40 @@ def list_events(
     page: PageRequest,
     *,
     action: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: str | None = None,
+    until: str | None = None,
 ) -> tuple[list[AuditEvent], str | None]:
-    """One page of the caller's tenant's events (tenant admins), newest first."""
+    """One page of the caller's tenant's events (tenant admins), newest first; `since` and
+    `until` are ISO 8601 times with a time zone (InputError naming the one that is not)."""
     principal.require_admin()
-    _check_window(since, until)
+    since, until = _window(since, until)
     result = AuditRepository(session).page(
         principal.tenant_id, limit=page.limit, action=action, since=since, until=until, after=page.after
     )
     return result.rows, next_cursor(result)
 
 
-def _check_window(since: datetime | None, until: datetime | None) -> None:
-    for name, moment in (("since", since), ("until", until)):
-        if moment is None:
-            continue
-        if moment.tzinfo is None:
-            raise InputError(name, "give a time zone, e.g. 2026-11-24T09:00:00Z")
-        try:
-            moment.astimezone(timezone.utc)  # what the query compares; 0001-01-01T00:00+01:00 has no UTC time
-        except OverflowError:
-            raise InputError(name, "out of range") from None
-    if since is not None and until is not None and since >= until:
+def _window(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    start, end = _moment("since", since), _moment("until", until)
+    if start is not None and end is not None and start >= end:
         raise InputError("until", "must be later than since")
+    return start, end
+
+
+def _moment(name: str, value: str | None) -> datetime | None:
+    """Parsed here, not by FastAPI: pydantic would also take a number as a Unix time."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(name, "not an ISO 8601 time, e.g. 2026-11-24T09:00:00Z") from None
+    if moment.tzinfo is None:
+        raise InputError(name, "give a time zone, e.g. 2026-11-24T09:00:00Z")
+    try:
+        return moment.astimezone(timezone.utc)  # what the query compares; 0001-01-01T00:00+01:00 has no UTC time
+    except OverflowError:
+        raise InputError(name, "out of range") from None
 
 
 def event_view(event: AuditEvent) -> AuditEventView:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 
 SUBJECT_REF_KEY = "subject_ref"
 MAX_SUBJECT_REF_CHARS = 200
+# Printable text: a reference has to fit in a URL path (DELETE /v1/subjects/...) and a log
+# shipper's line, and a control character in an identifier is a mistake, not a name.
+SUBJECT_REF_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 # What a job's error reason becomes when it quoted the inputs.
 PURGED_REASON = "(removed with the job's inputs)"
 # An input string this long is searched for inside longer strings too; a shorter one only
@@ -67,6 +71,8 @@ def check_subject_ref(value: Any, field: str) -> str:
         raise InputError(field, "a subject reference may not be empty")
     if len(value) > MAX_SUBJECT_REF_CHARS:
         raise InputError(field, f"longer than {MAX_SUBJECT_REF_CHARS} characters")
+    if not re.match(SUBJECT_REF_PATTERN, value):
+        raise InputError(field, "may not hold control characters (line breaks, tabs, NUL)")
     return value
 
 

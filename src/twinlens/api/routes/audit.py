@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -21,8 +20,10 @@ def list_audit_events(
     session: SessionDep,
     page: PageDep,
     action: Annotated[str | None, Query(max_length=64, description="Only this action, e.g. job.delete")] = None,
-    since: Annotated[datetime | None, Query(description="From this time on (inclusive; with a time zone)")] = None,
-    until: Annotated[datetime | None, Query(description="Before this time (exclusive; with a time zone)")] = None,
+    since: Annotated[str | None, Query(max_length=64, description="From this time on (inclusive): ISO 8601 with a time zone",
+                                       json_schema_extra={"format": "date-time"})] = None,
+    until: Annotated[str | None, Query(max_length=64, description="Before this time (exclusive): ISO 8601 with a time zone",
+                                       json_schema_extra={"format": "date-time"})] = None,
 ) -> AuditEventList:
     events, next_cursor = audit.list_events(session, principal, page, action=action, since=since, until=until)
     return AuditEventList(data=[audit.event_view(event) for event in events], next_cursor=next_cursor)

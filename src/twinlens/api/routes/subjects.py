@@ -26,9 +26,11 @@ class SubjectErasure(BaseModel):
 @router.delete(
     "/subjects/{subject_ref:path}", response_model=SubjectErasure,
     summary="Erase every job, result, feedback, image and webhook payload of one subject (admin)",
+    # 404: a path with a line break in it matches no route (no subject reference has one).
+    responses=problem_responses(404),
 )
 def erase_subject(
-    subject_ref: Annotated[str, Path(min_length=1, max_length=erasure.MAX_SUBJECT_REF_CHARS,
+    subject_ref: Annotated[str, Path(min_length=1, max_length=erasure.MAX_SUBJECT_REF_CHARS, pattern=erasure.SUBJECT_REF_PATTERN,
                                      description="The metadata.subject_ref the jobs were sent with, URL-encoded")],
     principal: AdminKeyDep,
     session: SessionDep,

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 from twinlens.contract.errors import DatasetError, InputError, RowError
 from twinlens.contract.plugin import Dataset, DatasetOptions
 from twinlens.contract.sample import Sample
+from twinlens_chest_xray.known_phi import KnownPhi
 from twinlens_chest_xray.labels import (FINDINGS, FINDINGS_TASK, NO_FINDING, SUPPORT_DEVICES, URGENCY_LEVELS,
                                         URGENCY_TASK, canonical_finding, label_schema, urgency_from_findings,
                                         with_no_finding)
@@ -28,8 +29,9 @@ UNCERTAIN_POLICIES = ("ignore", "positive", "negative")
 IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg")
 CHEXPERT_META = {"Sex": "sex", "Age": "age", "Frontal/Lateral": "frontal_lateral", "AP/PA": "ap_pa"}
 
-# (image bytes, media type) -> Sample parts; given by the plugin so readers share its loading.
-ImageLoader = Callable[[bytes, str | None], tuple[Any, list[str]]]
+# (image bytes, media type) -> (image, doubts, what its DICOM header says about the patient);
+# given by the plugin so readers share its loading.
+ImageLoader = Callable[[bytes, str | None], tuple[Any, list[str], KnownPhi]]
 TextCleaner = Callable[[str, str | None], str | None]
 
 
@@ -85,10 +87,11 @@ class Reader:
     # -- shared ------------------------------------------------------------------------
     def _sample(self, *, sample_id: str, image_path: Path | None, texts: dict[str, str | None], positives: list[str],
                 uncertain: list[str], urgency: str | None, meta: dict[str, Any]) -> Sample:
-        image, doubts = (None, [])
+        image, doubts, known = (None, [], KnownPhi())
         if image_path is not None:
-            image, doubts = self._image(image_path)
-        cleaned = {name: self.clean_text(name, text) for name, text in texts.items()}
+            image, doubts, known = self._image(image_path)
+        # The study's header names the patient: out of its texts before they are cleaned.
+        cleaned = {name: self.clean_text(name, known.scrub(text) if text else text) for name, text in texts.items()}
         if image is None and not any(cleaned.values()):
             raise _Row("inputs", "neither an image nor any text")
         positives, uncertain = _no_finding(positives, uncertain)
@@ -99,7 +102,7 @@ class Reader:
             meta["group"] = patient
         return Sample(image=image, texts=cleaned, labels=labels, id=sample_id, meta=meta)
 
-    def _image(self, path: Path) -> tuple[Any, list[str]]:
+    def _image(self, path: Path) -> tuple[Any, list[str], KnownPhi]:
         if not path.is_file():
             raise _Row("image", f"file not found: {path}")
         try:

@@ -12,6 +12,7 @@ from twinlens.contract.errors import InputError
 from twinlens.contract.images import DEFAULT_MAX_PIXELS, open_image
 from twinlens_chest_xray import gate
 from twinlens_chest_xray.dicom_io import dicom_info, display_array, is_dicom, read_dicom
+from twinlens_chest_xray.known_phi import KnownPhi, known_phi_from_dataset
 
 # Images are kept at most this large after loading: plenty for models of 128-448 px,
 # and it keeps a few thousand samples in memory.
@@ -26,6 +27,9 @@ class Radiograph:
     source: str  # "dicom", "png", "jpeg", ...
     doubts: list[str] = field(default_factory=list)
     dicom: dict[str, object] = field(default_factory=dict)
+    # What the DICOM header said about the patient, read from the same parse (for the
+    # known-PHI cross-scrub of the study's texts); nothing for PNG/JPEG.
+    known_phi: KnownPhi = field(default_factory=KnownPhi)
 
 
 def load_radiograph(data: bytes, media_type: str | None = None, *, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -35,16 +39,18 @@ def load_radiograph(data: bytes, media_type: str | None = None, *, max_pixels: i
     `as_stored`: read a PNG/JPEG in the mode `strip_picture_metadata` stores it in, so a
     job's picture gives the same pixels whether or not it went through sanitize() first.
     """
+    known = KnownPhi()
     if is_dicom(data, media_type):
-        grey, source, doubts, header = _from_dicom(data, max_pixels)
+        ds = read_dicom(data)
+        grey, source, doubts, header = _from_dicom(ds, max_pixels)
+        known = known_phi_from_dataset(ds)
     else:
         grey, source, doubts, header = _from_picture(data, max_pixels, as_stored)
     doubts += gate.check_geometry_and_contrast(grey)
-    return Radiograph(image=to_pil(grey, working_size), source=source, doubts=doubts, dicom=header)
+    return Radiograph(image=to_pil(grey, working_size), source=source, doubts=doubts, dicom=header, known_phi=known)
 
 
-def _from_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, str, list[str], dict[str, object]]:
-    ds = read_dicom(data)
+def _from_dicom(ds, max_pixels: int) -> tuple[np.ndarray, str, list[str], dict[str, object]]:
     if "PixelData" not in ds:
         raise InputError("image", "DICOM file has no pixel data", status=422)
     info = dicom_info(ds)

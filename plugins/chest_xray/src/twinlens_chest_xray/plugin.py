@@ -23,6 +23,7 @@ from twinlens_chest_xray.datasets import Reader
 from twinlens_chest_xray.deid import deidentify_dicom_bytes
 from twinlens_chest_xray.dicom_io import DICOM_MEDIA_TYPE, check_dicom_upload, is_dicom
 from twinlens_chest_xray.imaging import load_radiograph, strip_picture_metadata
+from twinlens_chest_xray.known_phi import KnownPhi, known_phi_from_dicom
 from twinlens_chest_xray.phi_text import scrub_text
 
 if TYPE_CHECKING:
@@ -87,12 +88,14 @@ class ChestXrayPlugin(Plugin):
 
     def sanitize(self, raw: RawInput) -> RawInput:
         """PHI out of everything: DICOM tags de-identified (PS3.15 basic profile), PNG/JPEG
-        metadata dropped, texts and string metadata scrubbed. Call before storing anything."""
+        metadata dropped, texts and string metadata scrubbed, and every name, ID, date and
+        address the DICOM header held removed from those texts too. Call before storing anything."""
         image, media_type = raw.image_bytes, raw.media_type
+        known = header_phi(image, media_type)  # read before de-identification empties the header
         if image:
             image, media_type = _without_identifying_metadata(image, media_type)
-        return RawInput(image_bytes=image, media_type=media_type, texts=_scrubbed_texts(raw.texts),
-                        metadata=_scrubbed_metadata(raw.metadata))
+        return RawInput(image_bytes=image, media_type=media_type, texts=_scrubbed_texts(raw.texts, known),
+                        metadata=_scrubbed_metadata(raw.metadata, known))
 
     def load_image(self, data: bytes, media_type: str | None = None) -> "Image.Image":
         return load_radiograph(data, media_type).image
@@ -107,15 +110,17 @@ class ChestXrayPlugin(Plugin):
         # No sanitize() here: in the service the API stored sanitized inputs already, and
         # re-encoding the image would only decode it once more, while just its pixels are
         # kept (read in the mode sanitize stores them in). Texts and metadata are scrubbed
-        # again, which is cheap, because inputs from the CLI were never sanitized.
-        scrubbed = _scrubbed_texts(raw.texts)
+        # again, which is cheap, because inputs from the CLI were never sanitized (their
+        # DICOM header still names the patient: the one parse for the pixels gives it too).
         radiograph = load_radiograph(raw.image_bytes, raw.media_type, as_stored=True) if raw.image_bytes else None
+        known = radiograph.known_phi if radiograph else KnownPhi()
+        scrubbed = _scrubbed_texts(raw.texts, known)
         texts = {name: self.clean_text(name, scrubbed.get(name)) for name in (REPORT, HISTORY)}
         if radiograph is None and not any(texts.values()):
             raise InputError("inputs", "neither an image nor a report or history was given")
         doubts = radiograph.doubts if radiograph else []
         extras = {"input_doubts": doubts, **report_extras(scrubbed.get(REPORT))}
-        meta = {**_scrubbed_metadata(raw.metadata), "input_doubts": doubts, "extras": extras}
+        meta = {**_scrubbed_metadata(raw.metadata, known), "input_doubts": doubts, "extras": extras}
         if radiograph is not None:
             meta["image_source"], meta["dicom"] = radiograph.source, radiograph.dicom
         return Sample(image=radiograph.image if radiograph else None, texts=texts, meta=meta)
@@ -125,9 +130,9 @@ class ChestXrayPlugin(Plugin):
         """Generic manifest (.jsonl), CheXpert CSV, or MIMIC-CXR folder; see the README."""
         return Reader(self._load_for_dataset, self.clean_text, self.uncertain_policy).read(Path(path), options)
 
-    def _load_for_dataset(self, data: bytes, media_type: str | None) -> tuple[Any, list[str]]:
+    def _load_for_dataset(self, data: bytes, media_type: str | None) -> tuple[Any, list[str], KnownPhi]:
         radiograph = load_radiograph(data, media_type)
-        return radiograph.image, radiograph.doubts
+        return radiograph.image, radiograph.doubts, radiograph.known_phi
 
     def make_sample_dataset(self, out_dir: Path, n: int = 200, seed: int = 0) -> Path:
         from twinlens_chest_xray.sample_data import make_sample_dataset
@@ -148,12 +153,17 @@ def _without_identifying_metadata(image: bytes, media_type: str | None) -> tuple
     return strip_picture_metadata(image)
 
 
-def _scrubbed_texts(texts: dict[str, str | None]) -> dict[str, str | None]:
-    return {name: scrub_text(text) for name, text in texts.items()}
+def header_phi(image: bytes | None, media_type: str | None) -> KnownPhi:
+    """What a DICOM upload's header says about the patient; nothing for PNG/JPEG."""
+    return known_phi_from_dicom(image) if image and is_dicom(image, media_type) else KnownPhi()
 
 
-def _scrubbed_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    return {key: scrub_text(value) if isinstance(value, str) else value for key, value in metadata.items()}
+def _scrubbed_texts(texts: dict[str, str | None], known: KnownPhi) -> dict[str, str | None]:
+    return {name: scrub_text(text, known) for name, text in texts.items()}
+
+
+def _scrubbed_metadata(metadata: dict[str, Any], known: KnownPhi) -> dict[str, Any]:
+    return {key: scrub_text(value, known) if isinstance(value, str) else value for key, value in metadata.items()}
 
 
 def report_extras(report: str | None) -> dict[str, Any]:

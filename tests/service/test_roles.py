@@ -117,8 +117,9 @@ def test_a_tenant_admin_registers_for_its_tenant_by_default_and_never_touches_gl
 def test_a_platform_admin_acts_on_global_models_and_on_other_tenants(live, generic_bundle, second_generic_bundle):
     name_a, admin_a = _tenant(live)
     with live.client(admin_a) as client:
-        tenant_model = client.post("/v1/models", json={"bundle_path": str(second_generic_bundle)}).json()
-        plain_a = client.post("/v1/keys", json={}).json()["key"]
+        tenant_model = client.post("/v1/models", json={"bundle_path": str(second_generic_bundle), "scope": "tenant"}).json()
+        assert tenant_model["scope"] == "tenant"
+        plain_a = client.post("/v1/keys", json={"tenant": name_a}).json()["key"]
     with live.client() as platform:
         active_global = _active_global(platform)
         # Its registration defaults to global: the global copy of this bundle is the conflict.

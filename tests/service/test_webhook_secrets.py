@@ -39,7 +39,8 @@ def _tenant_keys(live) -> tuple[str, str]:
     """(admin key, standard key) of one new tenant."""
     admin = live.new_tenant_key(admin=True)
     with live.client(admin) as client:
-        standard = client.post("/v1/keys", json={}).json()["key"]
+        tenant = client.get("/v1/tenant").json()["name"]
+        standard = client.post("/v1/keys", json={"tenant": tenant}).json()["key"]
     return admin, standard
 
 

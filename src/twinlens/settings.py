@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     # torch threads per worker process; 1 suits several processes sharing a CPU.
     worker_torch_threads: int | None = None
+    # What runs a model's network in workers: torch, or onnx (the bundle's ONNX graph on
+    # onnxruntime, see docs/export.md; a bundle without one falls back to torch with a warning).
+    runtime: Literal["torch", "onnx"] = "torch"
 
     # -- webhooks -----------------------------------------------------------------------
     webhook_max_attempts: int = 8

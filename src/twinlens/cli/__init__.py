@@ -24,3 +24,4 @@ from twinlens.cli import engine, plugins  # noqa: E402,F401
 from twinlens.cli import service  # noqa: E402,F401
 from twinlens.cli import workers  # noqa: E402,F401  (twinlens worker: the Celery fleet)
 from twinlens.cli import tenants  # noqa: E402,F401  (twinlens tenants delete)
+from twinlens.cli import export  # noqa: E402,F401  (twinlens export: ONNX graphs, docs/export.md)

@@ -34,6 +34,7 @@ TextRequired = Annotated[bool, typer.Option("--text-required", help="Rows with e
 SkipBadRows = Annotated[bool, typer.Option("--skip-bad-rows", help="Leave bad rows out (and list them) instead of stopping.")]
 Device = Annotated[Optional[str], typer.Option("--device", help="torch device, e.g. cpu or cuda (default: cuda when available).")]
 Modalities = Annotated[Optional[str], typer.Option("--modalities", help="Comma list of modalities to use, e.g. image,text.")]
+Runtime = Annotated[str, typer.Option("--runtime", help="torch, or onnx: the bundle's ONNX graph on onnxruntime (twinlens export; falls back to torch when it has none).")]
 GroupCol = Annotated[Optional[str], typer.Option("--group-col", help="Column grouping rows (patient, event...) that must stay on one side of the validation split.")]
 
 
@@ -142,6 +143,7 @@ def evaluate(
     skip_bad_rows: SkipBadRows = False,
     device: Device = None,
     group_col: GroupCol = None,
+    runtime: Runtime = "torch",
 ) -> None:
     """Evaluate a model bundle on a labelled data set; prints a table per head (and, for an
     automatic run's bundle, every baseline it kept next to what ships)."""
@@ -159,12 +161,18 @@ def evaluate(
 
     from twinlens.engine.evaluation import evaluate_bundle
 
-    report = evaluate_bundle(model, dataset, modalities=used, device=device)
+    report = evaluate_bundle(model, dataset, modalities=used, device=device, runtime=_runtime(runtime))
     print_report(report, f"evaluation of {config.get('version', model)} on {data}")
     print_members(report, "every model kept in the bundle, on the same data")
     if json_file is not None:
         write_json(json_file, report)
         console.print(f"report written to {json_file}")
+
+
+def _runtime(value: str) -> str:
+    if value not in ("torch", "onnx"):
+        raise UsageProblem(f"--runtime {value}: choose torch or onnx")
+    return value
 
 
 def _check_modalities(used: list[str] | None, known: list[str]) -> None:
@@ -189,6 +197,7 @@ def predict(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=1024, help="With --data: rows per model batch.")] = 32,
     contributions: Annotated[bool, typer.Option("--contributions/--no-contributions", help="Compute each modality's share of the decision.")] = True,
     device: Device = None,
+    runtime: Runtime = "torch",
 ) -> None:
     """Predict one input (or, with --data, every row of a file) with a model bundle and show the plugin's decision."""
     from twinlens.contract.bundle_files import read_bundle_config
@@ -196,7 +205,7 @@ def predict(
     config = read_bundle_config(model)
     chosen = get_plugin(config["plugin"])
     if data is not None:
-        _predict_file(model, chosen, data, out, BulkChoice(resume, batch_size, contributions), device)
+        _predict_file(model, chosen, data, out, BulkChoice(resume, batch_size, contributions), device, _runtime(runtime))
         return
     if out is not None:
         raise UsageProblem("--out goes with --data (one input prints its answer)")
@@ -204,7 +213,7 @@ def predict(
 
     from twinlens.engine.predictor import Predictor
 
-    predictor = Predictor.from_bundle(model, device=device)
+    predictor = Predictor.from_bundle(model, device=device, runtime=_runtime(runtime))
     _check_schema(chosen, predictor.label_schema)
     prediction = predictor.predict([sample], contributions=contributions)[0]
     decision = chosen.decide(prediction)
@@ -223,7 +232,8 @@ class BulkChoice:
     contributions: bool
 
 
-def _predict_file(model: Path, plugin: Plugin, data: Path, out: Path | None, choice: BulkChoice, device: str | None) -> None:
+def _predict_file(model: Path, plugin: Plugin, data: Path, out: Path | None, choice: BulkChoice, device: str | None,
+                  runtime: str = "torch") -> None:
     from tqdm.auto import tqdm
 
     from twinlens.contract.table import read_table
@@ -232,7 +242,7 @@ def _predict_file(model: Path, plugin: Plugin, data: Path, out: Path | None, cho
 
     if out is None:
         raise UsageProblem("--data needs --out FILE (the scored rows are written there, one JSON line each)")
-    predictor = Predictor.from_bundle(model, device=device)
+    predictor = Predictor.from_bundle(model, device=device, runtime=runtime)
     _check_schema(plugin, predictor.label_schema)
     total = len(read_table(data).rows)
     options = BulkOptions(batch_size=choice.batch_size, contributions=choice.contributions, resume=choice.resume)

@@ -24,7 +24,8 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = "twinlens-bundle"
 FORMAT_VERSION = 1
-_SAFE_SUFFIXES = {".json", ".safetensors", ".txt", ".model", ".md"}
+# .onnx: exported graphs (protobuf, self-contained; engine/onnx_export.py), never pickle.
+_SAFE_SUFFIXES = {".json", ".safetensors", ".txt", ".model", ".md", ".onnx"}
 _PICKLE_SUFFIXES = {".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".npy", ".npz"}
 
 

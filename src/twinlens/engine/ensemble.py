@@ -254,9 +254,11 @@ class EnsemblePredictor:
 
 
     @classmethod
-    def from_bundle(cls, path: str | Path, device: str | None = None, *, every_member: bool = False) -> "EnsemblePredictor":
+    def from_bundle(cls, path: str | Path, device: str | None = None, *, every_member: bool = False,
+                    runtime: str = "torch") -> "EnsemblePredictor":
         """Loads the members that ship (weight > 0); `every_member` also loads the
-        candidates kept for comparison (evaluation)."""
+        candidates kept for comparison (evaluation). `runtime="onnx"`: the network member
+        runs its ONNX graph (see Predictor.from_bundle)."""
         root = Path(path)
         config = read_bundle_config(root)
         schema = LabelSchema.model_validate(config["label_schema"])
@@ -268,7 +270,7 @@ class EnsemblePredictor:
             if meta["kind"] == "network":
                 from twinlens.engine.predictor import Predictor
 
-                network = Predictor.from_bundle(root / meta["path"], device=device)
+                network = Predictor.from_bundle(root / meta["path"], device=device, runtime=runtime)
                 members.append(NetworkMember(meta["name"], network))
             elif meta["kind"] == "linear":
                 members.append(LinearMember.load(root, meta, schema, arrays))

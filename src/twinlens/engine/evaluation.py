@@ -13,29 +13,44 @@ from twinlens.contract.plugin import Dataset
 from twinlens.engine.reporting import outputs_report
 
 
-def evaluate_bundle(bundle_dir: Path, dataset: Dataset, *, modalities: list[str] | None = None, batch_size: int = 64, device: str | None = None) -> dict[str, Any]:
+def evaluate_bundle(bundle_dir: Path, dataset: Dataset, *, modalities: list[str] | None = None, batch_size: int = 64, device: str | None = None,
+                    runtime: str = "torch") -> dict[str, Any]:
+    """`runtime="onnx"`: the bundle's ONNX graph on onnxruntime (torch when it has none)."""
     from twinlens.contract.bundle_files import read_bundle_config
 
     if read_bundle_config(bundle_dir).get("kind") == "ensemble":
-        return evaluate_ensemble(bundle_dir, dataset, modalities=modalities, device=device)
-    model, tokenizer, config = load_bundle(bundle_dir)
-    schema = model.label_schema
+        return evaluate_ensemble(bundle_dir, dataset, modalities=modalities, device=device, runtime=runtime)
+    onnx = _onnx_predictor(bundle_dir, device) if runtime == "onnx" else None
+    if onnx is not None:
+        spec, schema, config, pre = onnx.spec, onnx.label_schema, onnx.config, onnx.pre
+    else:
+        model, tokenizer, config = load_bundle(bundle_dir)
+        spec, schema = model.spec, model.label_schema
     _check_tasks(dataset, schema)
     _check_labels(dataset, schema)
     if modalities is not None:
-        bad = set(modalities) - set(model.spec.all_modalities())
+        bad = set(modalities) - set(spec.all_modalities())
         if bad:
-            raise TwinLensError(f"unknown modalities {sorted(bad)}; this model has {model.spec.all_modalities()}")
-    torch_device = pick_device(device)
-    model.to(torch_device)
-    pre = Preprocessor(model.spec, tokenizer)
+            raise TwinLensError(f"unknown modalities {sorted(bad)}; this model has {spec.all_modalities()}")
     stats = {k: tuple(v) for k, v in config.get("regression_stats", {}).items()}
-    logits = infer_logits(model, pre, pre.encode_many(dataset.samples), device=torch_device, batch_size=batch_size, modalities=modalities)
+    if onnx is not None:
+        logits = onnx.logits(pre.encode_many(dataset.samples), modalities, batch_size)
+    else:
+        torch_device = pick_device(device)
+        model.to(torch_device)
+        pre = Preprocessor(spec, tokenizer)
+        logits = infer_logits(model, pre, pre.encode_many(dataset.samples), device=torch_device, batch_size=batch_size, modalities=modalities)
     targets = encode_targets(dataset.samples, schema, stats, "ignore")
     report = outputs_report(schema, logits, targets, config.get("temperatures", {}), stats)
     report["model_version"] = config["version"]
-    report["modalities"] = modalities or model.spec.modalities
+    report["modalities"] = modalities or spec.modalities
     return report
+
+
+def _onnx_predictor(bundle_dir: Path, device: str | None):
+    from twinlens.engine.onnx_runtime import load_onnx_or_none
+
+    return load_onnx_or_none(bundle_dir, device)
 
 
 def _check_labels(dataset: Dataset, schema) -> None:
@@ -51,13 +66,14 @@ def _check_labels(dataset: Dataset, schema) -> None:
                 raise TwinLensError(f"task {task.name!r}: label(s) {strange} unknown to this model (knows {sorted(known)})")
 
 
-def evaluate_ensemble(bundle_dir: Path, dataset: Dataset, *, modalities: list[str] | None = None, device: str | None = None) -> dict[str, Any]:
+def evaluate_ensemble(bundle_dir: Path, dataset: Dataset, *, modalities: list[str] | None = None, device: str | None = None,
+                      runtime: str = "torch") -> dict[str, Any]:
     """The shipped model's report, plus every candidate kept in the bundle (baselines,
     zero-shot, the network and its single-modality views) on the same data."""
     from twinlens.engine.ensemble import EnsemblePredictor, mix, present_matrix, temper_mixture
     from twinlens.engine.metrics import full_report
 
-    predictor = EnsemblePredictor.from_bundle(bundle_dir, device=device, every_member=True)
+    predictor = EnsemblePredictor.from_bundle(bundle_dir, device=device, every_member=True, runtime=runtime)
     schema = predictor.label_schema
     _check_tasks(dataset, schema)
     _check_labels(dataset, schema)

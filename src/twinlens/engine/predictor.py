@@ -31,15 +31,26 @@ class Predictor:
         self.stats = {k: tuple(v) for k, v in config.get("regression_stats", {}).items()}
 
     @classmethod
-    def from_bundle(cls, path: str | Path, device: str | None = None) -> "Predictor":
+    def from_bundle(cls, path: str | Path, device: str | None = None, runtime: str = "torch") -> "Predictor":
         """A network bundle's Predictor, or the EnsemblePredictor of an ensemble bundle: both
-        answer preprocess / predict / predict_encoded alike."""
+        answer preprocess / predict / predict_encoded alike. `runtime="onnx"` runs the
+        bundle's ONNX graph on onnxruntime (engine/onnx_runtime.py `OnnxPredictor`; for an
+        ensemble, its network member), falling back to torch with one warning when the
+        bundle has none or onnxruntime cannot run it."""
         from twinlens.contract.bundle_files import read_bundle_config
 
+        if runtime not in ("torch", "onnx"):
+            raise ValueError(f"unknown runtime {runtime!r}; choose torch or onnx")
         if read_bundle_config(path).get("kind") == "ensemble":
             from twinlens.engine.ensemble import EnsemblePredictor
 
-            return EnsemblePredictor.from_bundle(path, device=device)  # type: ignore[return-value]
+            return EnsemblePredictor.from_bundle(path, device=device, runtime=runtime)  # type: ignore[return-value]
+        if runtime == "onnx":
+            from twinlens.engine.onnx_runtime import load_onnx_or_none
+
+            onnx_predictor = load_onnx_or_none(path, device)
+            if onnx_predictor is not None:
+                return onnx_predictor  # type: ignore[return-value]
         model, tokenizer, config = load_bundle(path)
         return cls(model, tokenizer, config, pick_device(device))
 

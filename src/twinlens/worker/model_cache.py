@@ -12,9 +12,10 @@ from twinlens.contract.errors import BundleError
 
 
 class ModelCache:
-    def __init__(self, capacity: int = 4, device: str | None = None):
+    def __init__(self, capacity: int = 4, device: str | None = None, runtime: str | None = None):
         self.capacity = capacity
         self.device = device
+        self.runtime = runtime  # torch | onnx; None: the TWINLENS_RUNTIME setting
         self._models: OrderedDict[uuid.UUID, Any] = OrderedDict()
         self._names: dict[uuid.UUID, str] = {}
         self._lock = threading.Lock()
@@ -36,7 +37,7 @@ class ModelCache:
     def _load(self, bundle_path: str, expected_version: str) -> Any:
         from twinlens.engine.predictor import Predictor  # torch: only where models run
 
-        predictor = Predictor.from_bundle(bundle_path, device=self.device)
+        predictor = Predictor.from_bundle(bundle_path, device=self.device, runtime=self.runtime or _runtime_setting())
         loaded = f"{predictor.plugin_name}@{predictor.version}"
         if loaded != expected_version:
             raise BundleError(f"{bundle_path} now holds {loaded}, but this model version is {expected_version}")
@@ -45,3 +46,9 @@ class ModelCache:
     def loaded(self) -> list[str]:
         with self._lock:
             return [self._names[key] for key in self._models]
+
+
+def _runtime_setting() -> str:
+    from twinlens.settings import get_settings
+
+    return get_settings().runtime

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 import httpx
@@ -85,8 +86,6 @@ def test_a_symlink_that_stays_inside_the_root_is_followed(live, generic_bundle, 
 
 
 def _tenant_admin(live) -> tuple[str, str]:
-    import uuid
-
     name = f"t-{uuid.uuid4().hex[:10]}"
     with live.client() as client:
         return name, client.post("/v1/keys", json={"tenant": name, "admin": True}).json()["key"]

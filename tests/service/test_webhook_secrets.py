@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -106,8 +106,6 @@ def test_rotation_signs_with_both_secrets_through_the_overlap_and_with_the_new_o
         after_shown = client.get("/v1/tenant").json()
 
     valid_until = rotated.json()["previous_secret_valid_until"]
-    from datetime import datetime
-
     overlap = datetime.fromisoformat(valid_until) - started
     assert timedelta(hours=24) - timedelta(minutes=1) < overlap <= timedelta(hours=24) + timedelta(minutes=1)
     assert shown["previous_secret_valid_until"] == valid_until

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # The key `twinlens demo` creates; fine on a laptop, refused in production.
 DEMO_ADMIN_KEY = "tl_demo_admin_key_not_for_production"
 MIN_PRODUCTION_KEY_CHARS = 32
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 class UnsafeSettingsError(ValueError):
@@ -215,6 +216,14 @@ class Settings(BaseSettings):
         # Two missed beats in a row, not one slow Redis round trip, should declare a worker dead.
         if self.worker_heartbeat_ttl_seconds < 2 * self.worker_heartbeat_interval_seconds:
             raise ValueError("worker_heartbeat_ttl_seconds must be at least twice worker_heartbeat_interval_seconds")
+        return self
+
+    @model_validator(mode="after")
+    def _worker_metrics_off_loopback_need_a_token(self) -> "Settings":
+        exposed = self.worker_metrics_port and self.worker_metrics_host not in LOOPBACK_HOSTS
+        if self.env == "production" and exposed and self.metrics_token is None:
+            raise UnsafeSettingsError("TWINLENS_WORKER_METRICS_HOST off loopback needs TWINLENS_METRICS_TOKEN with env=production "
+                                      "(or TWINLENS_WORKER_METRICS_PORT=0 to turn worker metrics off)")
         return self
 
     @property

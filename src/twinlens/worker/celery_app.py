@@ -10,9 +10,9 @@ jobs the broker never got or lost (the outbox: a Redis that was down or restarte
 a Redis lock keeps one sweep per interval fleet-wide.
 
 Each worker serves its Prometheus metrics (batch sizes, stage timings, jobs finished) on
-`worker_metrics_port` from the process that runs the tasks: the solo pool (the default)
-and the threads pool. A prefork pool's children keep their own counts, which that port
-does not see: run solo workers where their metrics matter.
+`worker_metrics_port` (metrics_server.py) from the process that runs the tasks: the solo
+pool (the default) and the threads pool. A prefork pool's children keep their own counts,
+which that port does not see: run solo workers where their metrics matter.
 
 Nothing here touches CUDA: models load lazily inside the process that runs the task, so a
 prefork pool never forks a CUDA context. On a GPU run one solo-pool worker per GPU.
@@ -31,6 +31,7 @@ from twinlens.settings import Settings, get_settings
 from twinlens.worker import heartbeat, tasks
 from twinlens.worker.batching import SHUTTING_DOWN
 from twinlens.worker.context import set_context
+from twinlens.worker.metrics_server import serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -114,23 +115,7 @@ def _stop_claiming(**_: Any) -> None:
 def _start_sweeper(**_: Any) -> None:
     settings = get_settings()
     Sweeper(settings).start()
-    start_metrics_server(settings)
-
-
-def start_metrics_server(settings: Settings) -> bool:
-    """Serve this process's metrics for Prometheus; a port already taken costs the metrics,
-    never the worker."""
-    if not settings.worker_metrics_port:
-        return False
-    from prometheus_client import start_http_server
-
-    try:
-        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
-    except OSError as exc:
-        log.error("worker metrics not served on %s:%d: %s", settings.worker_metrics_host, settings.worker_metrics_port, exc)
-        return False
-    log.info("worker metrics on http://%s:%d/metrics", settings.worker_metrics_host, settings.worker_metrics_port)
-    return True
+    serve_metrics(settings)
 
 
 class Sweeper:

@@ -29,7 +29,9 @@ def install_outage_handlers(app: FastAPI) -> None:
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     if not database_unavailable(exc):
         raise exc  # the server-error handler logs it and answers 500
-    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc.__class__.__name__)
+    # The driver's text (host, port, database) is for the operator's log, never the client.
+    log.warning("database unavailable on %s %s: %s: %s", request.method, request.url.path, exc.__class__.__name__,
+                str(getattr(exc, "orig", None) or exc).strip())
     return problem_response(
         503, "the database is not reachable right now; nothing was changed, try again shortly",
         kind="database-unavailable", instance=request.url.path, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},

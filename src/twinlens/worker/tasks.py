@@ -13,9 +13,9 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 
+from twinlens import queue
 from twinlens.contract.errors import InputError, TwinLensError
 from twinlens.contract.spec import ModelSpec, TrainConfig
-from twinlens import queue
 from twinlens.db.availability import database_unavailable
 from twinlens.queue import publish_predict, publish_training, publish_webhook
 from twinlens.services import execution, training, webhooks

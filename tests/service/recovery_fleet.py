@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -69,9 +70,14 @@ class PrivatePostgres:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
     def destroy(self) -> None:
-        if self.running():
-            self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
+        try:
+            if self.running():
+                self.stop()
+        except subprocess.SubprocessError:
+            # An immediate shutdown: the cluster must not outlive its test, even half-stopped.
+            os.kill(int((self.data / "postmaster.pid").read_text().split()[0]), signal.SIGQUIT)
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 @dataclass

@@ -54,8 +54,10 @@ def fleet(tmp_path_factory):
         try:
             yield running
         finally:
-            running.close()
-            redis.stop()
+            try:
+                running.close()
+            finally:
+                redis.stop()
 
 
 def _submit(client, i: int) -> str:
@@ -236,8 +238,8 @@ def test_a_batch_cut_off_by_a_database_outage_is_let_go_and_taken_back(generic_b
         database.dispose()
     finally:
         stop_heartbeat()
-        postgres.destroy()
         redis.stop()
+        postgres.destroy()
 
 
 # -- the heartbeat of a real process ------------------------------------------------------------

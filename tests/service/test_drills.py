@@ -63,9 +63,11 @@ def drill(tmp_path_factory, generic_bundle):
             fleet.wait_finished([_accepted_id(_submit(client, "warm-up"))], timeout=WORKER_START_SECONDS)
         yield fleet
     finally:
-        fleet.close()
-        redis.stop()
-        postgres.destroy()  # started again by any drill that stopped it; removed with its folder here
+        try:
+            fleet.close()
+        finally:
+            redis.stop()
+            postgres.destroy()  # stopped if a drill left it running; removed with its folder
 
 
 def _submit(client: httpx.Client, key: str, body: dict | None = None) -> httpx.Response:

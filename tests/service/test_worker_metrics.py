@@ -66,8 +66,10 @@ def fleet(tmp_path_factory, generic_bundle):
                 assert response.status_code == 201, response.text
             yield running
         finally:
-            running.close()
-            redis.stop()
+            try:
+                running.close()
+            finally:
+                redis.stop()
 
 
 def test_a_worker_serves_its_batch_sizes_and_stage_timings_on_loopback(fleet):

@@ -227,3 +227,16 @@ def test_selection_weighs_the_network_only_where_it_has_held_out_outputs():
     # Perfect where it answers, so it earns weight; the start member answers the rest.
     assert shipped.name == "ensemble" and [c.name for c in shipped.members] == ["tfidf-words-text", "network"]
     assert shipped.report["mean"]["score"] >= words.report["mean"]["score"]
+
+
+def test_a_regression_head_mixes_linear_and_network_members():
+    """Linear heads score (rows, 1), the network's regression head (rows,): the mixture
+    needs both as one value per row (a regression task in an ensemble used to fail here)."""
+    from twinlens.engine.ensemble import calibrate, mix
+
+    task = Task(name="area", kind="regression")
+    schema = LabelSchema(tasks=(task,))
+    linear = {"area": calibrate(task, np.array([[1.0], [3.0]], dtype=np.float32), 1.0)}
+    network = {"area": np.array([3.0, 5.0], dtype=np.float32)}
+    mixed = mix(schema, [linear, network], np.array([0.5, 0.5]), np.ones((2, 2), dtype=bool))
+    assert mixed["area"].shape == (2,) and np.allclose(mixed["area"], [2.0, 4.0])

@@ -56,7 +56,7 @@ class CaseInputs:
 def calibrate(task: Task, values: np.ndarray, temperature: float) -> np.ndarray:
     """Probabilities (or regression values) tempered by `temperature`."""
     if task.kind == "regression":
-        return values
+        return values.reshape(len(values))  # one value per row, as the network's head gives it
     if task.kind == "multiclass":
         scaled = values / temperature
         scaled = scaled - scaled.max(1, keepdims=True)
@@ -228,8 +228,9 @@ def mix(schema: LabelSchema, member_outputs: list[dict[str, np.ndarray]], weight
     per_case = per_case / per_case.sum(1, keepdims=True)
     mixed = {}
     for task in schema.tasks:
-        stacked = np.stack([out[task.name] for out in member_outputs], axis=1)  # (cases, members, width)
-        mixed[task.name] = (stacked * per_case[:, :, None]).sum(1)
+        stacked = np.stack([out[task.name] for out in member_outputs], axis=1)  # (cases, members[, width])
+        weights = per_case if stacked.ndim == 2 else per_case[:, :, None]  # regression: one value per case
+        mixed[task.name] = (stacked * weights).sum(1)
     return mixed
 
 

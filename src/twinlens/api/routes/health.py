@@ -44,6 +44,9 @@ def livez() -> Health:
 @router.get(
     "/readyz", response_model=Health, summary="Database and broker reachable, a model ready (details for operators)",
     responses=problem_responses(503),
+    # The token is optional here (OpenAPI: the operator token, or no security at all):
+    # without it the answer is only ready or not.
+    openapi_extra={"security": [{}]},
 )
 async def readyz(db: DatabaseDep, settings: SettingsDep, credentials: OperatorCredentials) -> Any:
     readiness = await run_in_threadpool(health.readiness, db)

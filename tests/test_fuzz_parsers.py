@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import tempfile
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -35,6 +36,9 @@ from twinlens.contract.images import decode_image, open_image
 from twinlens.contract.uploads import check_picture
 from twinlens.generic import GenericPlugin
 
+# Hypothesis caches what it learns of the code under .hypothesis/ in the working
+# directory; keep it out of the repository.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "twinlens-hypothesis"))
 EXAMPLES = int(os.environ.get("TWINLENS_FUZZ_EXAMPLES", "300"))
 # The suite's pass is the same every run; the script's explores (it sets a seed).
 EXPLORING = "TWINLENS_FUZZ_EXAMPLES" in os.environ

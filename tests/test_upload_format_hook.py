@@ -68,7 +68,7 @@ def test_a_plugins_own_format_is_recognised_by_its_hook():
 def test_a_plugin_without_the_format_refuses_it():
     with pytest.raises(InputError) as refused:
         _submit(GenericPlugin(), TALLY_MAGIC + b"\x00" * 64)
-    assert refused.value.status == 415
+    assert refused.value.status == 422  # bytes no decoder recognises: unreadable, one status for every path
 
 
 def test_the_declared_type_is_checked_against_the_plugins_types():
@@ -109,7 +109,7 @@ def test_dicom_goes_through_the_chest_xray_hook_and_nowhere_else():
     assert too_big.value.status == 413
     with pytest.raises(InputError) as not_taken:
         _submit(GenericPlugin(), dicom)
-    assert not_taken.value.status == 415
+    assert not_taken.value.status == 422  # no decoder of the generic plugin reads DICOM: unreadable to it
 
 
 def test_a_chest_xray_job_decodes_its_picture_twice_from_upload_to_worker(monkeypatch):

@@ -16,9 +16,13 @@ from service_helpers import problem
 TWINLENS = str(Path(sys.executable).with_name("twinlens"))
 
 
+OPERATOR_TOKEN = "operator-token-for-the-cli-service-tests-0123"  # /readyz details need it
+
+
 def _env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWINLENS_")}
-    env.update(TWINLENS_DATA_DIR=str(data_dir), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="2", NO_COLOR="1", COLUMNS="200")
+    env.update(TWINLENS_DATA_DIR=str(data_dir), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="2", NO_COLOR="1", COLUMNS="200",
+               TWINLENS_METRICS_TOKEN=OPERATOR_TOKEN)
     return env
 
 
@@ -38,7 +42,8 @@ def test_serve_runs_the_api_with_an_in_process_worker_and_stops_on_sigint(tmp_pa
                 assert time.monotonic() < deadline, "serve did not answer"
                 time.sleep(0.2)
         assert live.json()["status"] == "ok"
-        not_ready = problem(httpx.get(f"{url}/readyz", timeout=5), 503)
+        assert "checks" not in problem(httpx.get(f"{url}/readyz", timeout=5), 503)  # details for operators only
+        not_ready = problem(httpx.get(f"{url}/readyz", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}, timeout=5), 503)
         assert not_ready["checks"]["worker"]["ok"] is True
         assert not_ready["checks"]["models"]["ok"] is False  # nothing registered yet
         key = subprocess.run([TWINLENS, "keys", "create", "--tenant", "acme"], env=_env(tmp_path),

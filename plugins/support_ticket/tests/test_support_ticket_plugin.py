@@ -112,7 +112,7 @@ def test_prepare_needs_a_photo_or_a_text():
     assert caught.value.field == "inputs"
 
 
-@pytest.mark.parametrize(("data", "status"), [(b"not an image", 415), (None, 415)])
+@pytest.mark.parametrize(("data", "status"), [(b"not an image", 422), (None, 415)])
 def test_prepare_refuses_unreadable_and_unaccepted_images(data, status):
     if data is None:  # a real GIF: readable, but not a format this plugin accepts
         data = png_bytes(Image.new("RGB", (8, 8)), "GIF")

@@ -30,12 +30,11 @@ import torch
 
 from twinlens.contract.bundle_files import read_bundle_config
 from twinlens.contract.errors import BundleError, TwinLensError
-from twinlens.contract.prediction import Prediction
-from twinlens.contract.sample import Sample
 from twinlens.contract.schema import LabelSchema
 from twinlens.contract.spec import ModelSpec
 from twinlens.engine.data import EncodedSample, Preprocessor, batches, collate
 from twinlens.engine.onnx_graph import batch_present, example_samples, feeds_from_batch, graph_modalities, input_names
+from twinlens.engine.predictor import EncodedPredicting
 from twinlens.engine.reporting import calibrated_outputs
 
 log = logging.getLogger(__name__)
@@ -128,7 +127,7 @@ def read_graph(root: Path, config: dict[str, Any], precision: str | None = None)
 # -- the predictor ---------------------------------------------------------------------------
 
 
-class OnnxPredictor:
+class OnnxPredictor(EncodedPredicting):
     """Same interface as twinlens.engine.predictor.Predictor, on onnxruntime."""
 
     runtime = "onnx"
@@ -182,33 +181,6 @@ class OnnxPredictor:
     def version(self) -> str:
         return self.config["version"]
 
-    def preprocess(self, sample: Sample) -> EncodedSample:
-        """CPU work (resize, tokenise); safe to run on worker threads."""
-        return self.pre.encode(sample)
-
-    def predict(self, samples: list[Sample], *, contributions: bool = True, batch_size: int = 32) -> list[Prediction]:
-        from twinlens.engine.predictor import sample_extras
-
-        predictions = self.predict_encoded(self.pre.encode_many(samples), contributions=contributions, batch_size=batch_size)
-        for prediction, sample in zip(predictions, samples):
-            prediction.extras.update(sample_extras(sample))
-        return predictions
-
-    def predict_encoded(self, encoded: list[EncodedSample], *, contributions: bool = True, batch_size: int = 32) -> list[Prediction]:
-        from twinlens.engine.predictor import contribution_masks, head_prediction, modality_contributions
-
-        if not encoded:
-            return []
-        present = self._present(encoded)
-        if contributions:
-            outputs, without = self.outputs_masked(encoded, contribution_masks(self.spec.modalities, present), batch_size)
-            shares = modality_contributions(without, outputs, present, self.label_schema, self.stats)
-        else:
-            outputs, shares = self.outputs(encoded, None, batch_size), [{} for _ in encoded]
-        return [Prediction(heads={t.name: head_prediction(t, outputs[t.name][row]) for t in self.label_schema.tasks},
-                           contributions=shares[row], inputs_present=present[row], model_version=self.version)
-                for row in range(len(encoded))]
-
     def outputs(self, encoded: list[EncodedSample], modalities: list[str] | None = None, batch_size: int = 32) -> dict[str, torch.Tensor]:
         """Calibrated outputs per head (probabilities; regression values), rows in order;
         `modalities` keeps only those inputs."""
@@ -227,10 +199,6 @@ class OnnxPredictor:
         return self._variant_logits(encoded, [modalities], batch_size)[0]
 
     # -- internals ----------------------------------------------------------------------
-
-    def _present(self, encoded: list[EncodedSample]) -> list[list[str]]:
-        used = self.spec.modalities
-        return [[m for m in used if (e.pixels is not None if m == "image" else e.tokens.get(m) is not None)] for e in encoded]
 
     def _variant_outputs(self, encoded, keeps, batch_size) -> list[dict[str, torch.Tensor]]:
         return [calibrated_outputs(self.label_schema, logits, self.temperatures, self.stats)

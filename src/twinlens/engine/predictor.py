@@ -19,7 +19,46 @@ from twinlens.engine.reporting import calibrated_outputs
 MULTILABEL_THRESHOLD = 0.5
 
 
-class Predictor:
+class EncodedPredicting:
+    """What every network predictor (torch or ONNX) answers alike, on top of its own
+    `outputs(encoded, modalities, batch_size)` and `outputs_masked(encoded, masked, batch_size)`:
+    preprocessing, predictions with modality contributions from one encoder pass."""
+
+    pre: Preprocessor
+    label_schema: Any
+    stats: dict[str, tuple[float, float]]
+
+    def preprocess(self, sample: Sample) -> EncodedSample:
+        """CPU work (resize, tokenise); safe to run on worker threads."""
+        return self.pre.encode(sample)
+
+    def predict(self, samples: list[Sample], *, contributions: bool = True, batch_size: int = 32) -> list[Prediction]:
+        predictions = self.predict_encoded(self.pre.encode_many(samples), contributions=contributions, batch_size=batch_size)
+        for prediction, sample in zip(predictions, samples):
+            prediction.extras.update(sample_extras(sample))
+        return predictions
+
+    def predict_encoded(self, encoded: list[EncodedSample], *, contributions: bool = True, batch_size: int = 32) -> list[Prediction]:
+        if not encoded:
+            return []
+        present = self._present(encoded)
+        if contributions:
+            outputs, without = self.outputs_masked(encoded, contribution_masks(self.spec.modalities, present), batch_size)
+            shares = modality_contributions(without, outputs, present, self.label_schema, self.stats)
+        else:
+            outputs, shares = self.outputs(encoded, None, batch_size), [{} for _ in encoded]
+        return [self._prediction(outputs, row, present[row], shares[row]) for row in range(len(encoded))]
+
+    def _present(self, encoded: list[EncodedSample]) -> list[list[str]]:
+        used = self.spec.modalities
+        return [[m for m in used if (e.pixels is not None if m == "image" else e.tokens.get(m) is not None)] for e in encoded]
+
+    def _prediction(self, outputs, row: int, present: list[str], shares: dict[str, float]) -> Prediction:
+        heads = {task.name: _head(task, outputs[task.name][row]) for task in self.label_schema.tasks}
+        return Prediction(heads=heads, contributions=shares, inputs_present=present, model_version=self.version)
+
+
+class Predictor(EncodedPredicting):
     def __init__(self, model, tokenizer, config: dict[str, Any], device: torch.device):
         self.model = model.to(device)
         if device.type == "cuda":
@@ -70,27 +109,6 @@ class Predictor:
     def spec(self):
         return self.model.spec
 
-    def preprocess(self, sample: Sample) -> EncodedSample:
-        """CPU work (resize, tokenise); safe to run on worker threads."""
-        return self.pre.encode(sample)
-
-    def predict(self, samples: list[Sample], *, contributions: bool = True, batch_size: int = 32) -> list[Prediction]:
-        predictions = self.predict_encoded(self.pre.encode_many(samples), contributions=contributions, batch_size=batch_size)
-        for prediction, sample in zip(predictions, samples):
-            prediction.extras.update(sample_extras(sample))
-        return predictions
-
-    def predict_encoded(self, encoded: list[EncodedSample], *, contributions: bool = True, batch_size: int = 32) -> list[Prediction]:
-        if not encoded:
-            return []
-        present = self._present(encoded)
-        if contributions:
-            outputs, without = self.outputs_masked(encoded, contribution_masks(self.spec.modalities, present), batch_size)
-            shares = modality_contributions(without, outputs, present, self.label_schema, self.stats)
-        else:
-            outputs, shares = self._outputs(encoded, None, batch_size), [{} for _ in encoded]
-        return [self._prediction(outputs, row, present[row], shares[row]) for row in range(len(encoded))]
-
     def outputs(self, encoded: list[EncodedSample], modalities: list[str] | None = None, batch_size: int = 32) -> dict[str, torch.Tensor]:
         """Calibrated outputs per head (probabilities; regression values), rows in order."""
         return self._outputs(encoded, modalities, batch_size)
@@ -108,14 +126,6 @@ class Predictor:
     def _outputs(self, encoded, modalities, batch_size) -> dict[str, torch.Tensor]:
         logits = infer_logits(self.model, self.pre, encoded, device=self.device, batch_size=batch_size, modalities=modalities)
         return calibrated_outputs(self.label_schema, logits, self.temperatures, self.stats)
-
-    def _present(self, encoded: list[EncodedSample]) -> list[list[str]]:
-        used = self.spec.modalities
-        return [[m for m in used if (e.pixels is not None if m == "image" else e.tokens.get(m) is not None)] for e in encoded]
-
-    def _prediction(self, outputs, row: int, present: list[str], shares: dict[str, float]) -> Prediction:
-        heads = {task.name: _head(task, outputs[task.name][row]) for task in self.label_schema.tasks}
-        return Prediction(heads=heads, contributions=shares, inputs_present=present, model_version=self.version)
 
 
 def contribution_masks(modalities: list[str], present: list[list[str]]) -> list[str]:

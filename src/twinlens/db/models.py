@@ -233,3 +233,8 @@ class TrainingRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     model_version: Mapped[ModelVersion | None] = relationship(lazy="joined")
+
+
+# Feature areas keep their tables in their own modules; importing them here puts them in
+# Base.metadata for migrations and the schema check.
+from twinlens.db import batch_tables, connector_tables, console_tables, embedding_tables, explanation_tables, learning_tables  # noqa: E402,F401

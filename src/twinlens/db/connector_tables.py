@@ -1,0 +1,3 @@
+"""Tables for helpdesk connectors (issue 17: Zendesk, Freshdesk)."""
+
+from __future__ import annotations

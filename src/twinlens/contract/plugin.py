@@ -45,6 +45,18 @@ class Dataset:
     skipped: list[RowError] = field(default_factory=list)
 
 
+@dataclass
+class ExportedExample:
+    """One corrected job as a row of a data set (the learning loop's export): its stored
+    inputs, the image written beside the data set file, and the labels a reviewer gave."""
+
+    id: str
+    image_path: str | None  # relative to the data set file
+    texts: dict[str, str | None]
+    metadata: dict[str, Any]
+    labels: dict[str, Any]
+
+
 class DatasetOptions(BaseModel):
     """How to read a table; plugins with a fixed layout may ignore the column names."""
 
@@ -158,6 +170,15 @@ class Plugin(ABC):
     @abstractmethod
     def make_sample_dataset(self, out_dir: Path, n: int = 200, seed: int = 0) -> Path:
         """Write a small generated data set; return the path `read_dataset` takes."""
+
+    # The file name of a data set this plugin reads, as the learning loop writes it.
+    export_file_name: ClassVar[str] = "manifest.jsonl"
+
+    def export_row(self, example: ExportedExample) -> dict[str, Any]:
+        """One JSON line of a data set `read_dataset` reads back (the learning loop's
+        export of corrected jobs). Default: the JSONL manifest (contract/manifest.py):
+        id, image path, one column per text input and per task, the metadata columns."""
+        return {**example.metadata, "id": example.id, "image": example.image_path, **example.texts, **example.labels}
 
     # -- decision -----------------------------------------------------------------------
     def decision_model(self) -> type[DecisionBase] | None:

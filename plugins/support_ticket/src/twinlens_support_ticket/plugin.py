@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twinlens.contract.errors import InputError
-from twinlens.contract.plugin import Dataset, DatasetOptions, Plugin, RawInput
+from twinlens.contract.plugin import Dataset, DatasetOptions, ExportedExample, Plugin, RawInput
 from twinlens.contract.prediction import Prediction
 from twinlens.contract.sample import Sample
 from twinlens.contract.schema import ImageInput, InputSchema, LabelSchema, MetadataField, TextField
@@ -133,6 +133,18 @@ class SupportTicketPlugin(Plugin):
         from twinlens_support_ticket.generate.build import make_sample_dataset
 
         return make_sample_dataset(Path(out_dir), n=n, seed=seed)
+
+    export_file_name = "tickets.jsonl"
+
+    def export_row(self, example: ExportedExample) -> dict[str, Any]:
+        """A helpdesk export row (the README's format): the job's body is the description,
+        its photo the one attachment; an OCR text given with the job is not kept (the
+        reader runs OCR on the photo again)."""
+        row = {name: example.metadata.get(name) for name in ("product_line", "model", "purchase_date", "warranty_status")}
+        row.update(ticket_id=example.id, subject=example.texts.get("subject"), description=example.texts.get("text"),
+                   attachments=[example.image_path] if example.image_path else [])
+        row.update({name: example.labels.get(name) for name in ("fault", "severity")})
+        return row
 
     # -- decision -----------------------------------------------------------------------
     def decide(self, prediction: Prediction) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from safetensors.torch import load_model, save_model
 
 from twinlens.contract.bundle_files import WEIGHTS_NAME, read_bundle_config, refuse_foreign_folder, seal_config, staged_bundle_folder
 from twinlens.contract.errors import BundleError
-from twinlens.engine.model import FusionModel
+from twinlens.engine.model import FusionModel, build_model
 from twinlens.contract.schema import LabelSchema
 from twinlens.contract.spec import ModelSpec
 
@@ -70,7 +70,7 @@ def load_bundle(path: str | Path) -> tuple[FusionModel, Any, dict[str, Any]]:
     config = read_bundle_config(root)
     spec = ModelSpec.model_validate(config["model_spec"])
     schema = LabelSchema.model_validate(config["label_schema"])
-    model = FusionModel(spec, schema, load_pretrained=False, text_config=config["text_encoder_config"])
+    model = build_model(spec, schema, load_pretrained=False, text_config=config["text_encoder_config"])
     try:
         load_model(model, str(root / WEIGHTS_NAME), strict=True)
     except Exception as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import torch
@@ -146,3 +147,18 @@ def _trim_padding(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop padding columns no selected row uses (rows were padded to the batch maximum)."""
     length = int(inputs["attention_mask"].sum(1).max().clamp_min(1))
     return {key: value[:, :length] for key, value in inputs.items()}
+
+
+# Building a model draws its initial weights from torch's process-wide generator. Builds take
+# this lock, so a worker thread loading a bundle cannot draw in the middle of a seeded build.
+_BUILD_LOCK = threading.Lock()
+
+
+def build_model(spec: ModelSpec, schema: LabelSchema, *, seed: int | None = None, **options: Any) -> FusionModel:
+    """A FusionModel whose initial weights depend on `seed` alone (when given). The build runs
+    on a private copy of the generator's state, so it never shifts the random numbers of the
+    code around it either (a bundle load's throwaway initial weights included)."""
+    with _BUILD_LOCK, torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return FusionModel(spec, schema, **options)

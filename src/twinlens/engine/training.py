@@ -23,7 +23,7 @@ from twinlens.engine.data import Preprocessor, Targets, batches, collate, encode
 from twinlens.engine.encoders import load_tokenizer
 from twinlens.engine.heads import HeadLoss
 from twinlens.engine.inference import attach_cache, autocast_for, frozen_encoder_cache, infer_logits, pick_device
-from twinlens.engine.model import FusionModel
+from twinlens.engine.model import build_model
 from twinlens.contract.plugin import Dataset, Plugin
 from twinlens.engine.reporting import outputs_report
 from twinlens.engine.metrics import monitored_value
@@ -128,7 +128,7 @@ class _TrainingRun:
         self.spec, self.config, self.device = spec, config, device
         self.schema = train.label_schema
         self.tokenizer = load_tokenizer(spec.text_encoder.name)
-        self.model = FusionModel(spec, self.schema).to(device)
+        self.model = build_model(spec, self.schema, seed=config.seed).to(device)
         if device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.pre = Preprocessor(spec, self.tokenizer)

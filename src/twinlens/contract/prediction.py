@@ -35,9 +35,14 @@ class Prediction:
     zero_shot: bool = False
     # Anything a plugin's preprocessing wants to show (OCR text, gate warnings...).
     extras: dict[str, Any] = field(default_factory=dict)
+    # The case's vectors from the pass that predicted ("fused", and one per present
+    # modality; numpy float32): stored for similar-case search, never in the result JSON.
+    embeddings: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("embeddings")
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Prediction":

@@ -26,6 +26,7 @@ import torch
 
 from twinlens.contract.bundle_files import CONFIG_NAME, read_bundle_config, seal_config, staged_bundle_folder
 from twinlens.engine.classical import image_features
+from twinlens.engine.embeddings import EmbeddingCollector, label_space_rows
 from twinlens.engine.data import EncodedSample
 from twinlens.engine.linear import LinearHeads, Standardiser, TfidfText
 from twinlens.contract.prediction import Prediction
@@ -169,8 +170,9 @@ class NetworkMember(Member):
             modalities = ["__none__"]  # every modality masked: the learned missing tokens answer
         return {name: values.numpy() for name, values in self.predictor.outputs(encoded, modalities).items()}
 
-    def outputs_masked(self, cases, masked):
-        full, without = self.predictor.outputs_masked([c.network for c in cases], [m for m in masked if m in self.modalities])
+    def outputs_masked(self, cases, masked, embeddings=None):
+        full, without = self.predictor.outputs_masked([c.network for c in cases], [m for m in masked if m in self.modalities],
+                                                      embeddings=embeddings)
         as_numpy = lambda outputs: {name: values.numpy() for name, values in outputs.items()}  # noqa: E731
         full = as_numpy(full)
         return full, {m: as_numpy(without[m]) if m in without else full for m in masked}
@@ -302,10 +304,13 @@ class EnsemblePredictor:
         mixed = mix(self.label_schema, member_outputs, self.weights, present_matrix(self.members, cases, keep))
         return temper_mixture(self.label_schema, mixed, self.temperatures)
 
-    def _outputs_masked(self, cases: list[CaseInputs], masked: list[str]) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+    def _outputs_masked(self, cases: list[CaseInputs], masked: list[str], embeddings: Any = None
+                        ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
         """The mixture with every input and with each of `masked` removed, each member asked
-        once (the network member runs its encoders once for all of them)."""
-        answers = [m.outputs_masked(cases, masked) for m in self.members]
+        once (the network member runs its encoders once for all of them, and gives the case
+        embeddings to `embeddings` from that pass)."""
+        answers = [m.outputs_masked(cases, masked, embeddings=embeddings) if isinstance(m, NetworkMember) else m.outputs_masked(cases, masked)
+                   for m in self.members]
         full = self._mixture(cases, [a[0] for a in answers], None)
         return full, {m: self._mixture(cases, [a[1][m] for a in answers], [o for o in self.modalities if o != m]) for m in masked}
 
@@ -324,12 +329,25 @@ class EnsemblePredictor:
             return []
         present = [[m for m in self.modalities if c.has(m)] for c in cases]
         masked = contribution_masks(self.modalities, present) if contributions else []
-        full, without = self._outputs_masked(cases, masked)
+        vectors = EmbeddingCollector()
+        full, without = self._outputs_masked(cases, masked, vectors if self.network is not None else None)
         shares = (modality_contributions(without, full, present, self.label_schema, self.stats)
                   if contributions else [{} for _ in cases])
-        return [Prediction(heads={t.name: head_prediction(t, full[t.name][row]) for t in self.label_schema.tasks},
-                           contributions=shares[row], inputs_present=present[row], model_version=self.version)
-                for row in range(len(cases))]
+        predictions = [Prediction(heads={t.name: head_prediction(t, full[t.name][row]) for t in self.label_schema.tasks},
+                                  contributions=shares[row], inputs_present=present[row], model_version=self.version)
+                       for row in range(len(cases))]
+        for prediction, row_vectors in zip(predictions, vectors.rows if self.network is not None else self._feature_rows(cases, full)):
+            prediction.embeddings = row_vectors
+        return predictions
+
+    def _feature_rows(self, cases: list[CaseInputs], full: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Without a network member: the mixture's outputs as the fused vector, and the
+        classical image features as the image's (TF-IDF vectors are too wide to keep)."""
+        rows = label_space_rows(full, self.label_schema)
+        for row, case in zip(rows, cases):
+            if case.image_features is not None:
+                row["image"] = np.asarray(case.image_features, dtype=np.float32)
+        return rows
 
 
 # -- saving --------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from twinlens.engine.data import EncodedSample, Preprocessor, batches, collate
+from twinlens.engine.embeddings import EmbeddingCollector, heads_and_fused
 from twinlens.engine.model import FusionModel
 
 
@@ -46,15 +47,24 @@ def infer_logits(
     modalities: list[str] | None = None,
     cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
     amp: bool = True,
+    embeddings: EmbeddingCollector | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Logits per head for every sample, in order; `modalities` masks out the others."""
+    """Logits per head for every sample, in order; `modalities` masks out the others.
+    `embeddings` (optional) collects each row's fused and per-modality vectors from the
+    same pass (engine/embeddings.py)."""
     model.eval()
     collected: dict[str, list[torch.Tensor]] = {name: [] for name in model.heads}
     for rows in batches(len(encoded), batch_size):
         batch = collate([encoded[i] for i in rows], pre, device)
         attach_cache(batch, cache, rows, device)
         with autocast_for(device, amp):
-            _collect(collected, model(batch, keep_only(batch["present"], modalities)))
+            if embeddings is None:
+                _collect(collected, model(batch, keep_only(batch["present"], modalities)))
+                continue
+            features = model.encode(batch, keep_only(batch["present"], modalities))
+            logits, fused = heads_and_fused(model, features)
+            _collect(collected, logits)
+            embeddings.add(fused, features, model.spec.modalities)
     return _joined(collected)
 
 
@@ -68,6 +78,7 @@ def infer_masked_logits(
     masked: list[str],
     batch_size: int = 64,
     amp: bool = True,
+    embeddings: EmbeddingCollector | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
     """Logits with every input, and with each modality in `masked` removed in turn.
 
@@ -81,7 +92,10 @@ def infer_masked_logits(
         batch = collate([encoded[i] for i in rows], pre, device)
         with autocast_for(device, amp):
             features = model.encode(batch)
-            _collect(full, model.heads_from(features))
+            logits, fused = heads_and_fused(model, features)
+            _collect(full, logits)
+            if embeddings is not None:
+                embeddings.add(fused, features, model.spec.modalities)
             for modality in masked:
                 _collect(without[modality], model.heads_from(model.without(features, modality)))
     return _joined(full), {m: _joined(parts) for m, parts in without.items()}

@@ -13,7 +13,10 @@ every head's logits:
   heads run once per variant, which is what the torch model does with `FusionModel.only`.
 
 Outputs: one tensor per head, named after the task: (variants, batch, classes) logits, or
-(variants, batch) for a regression head (standardised, as the torch head returns it).
+(variants, batch) for a regression head (standardised, as the torch head returns it); then
+the case embeddings of variant 0 (engine/embeddings.py): `embedding.fused` and one
+`embedding.<modality>` per graph modality, each (batch, hidden). Graphs exported before
+these outputs existed have only the heads; their predictor gives no embeddings.
 
 Missing modalities are handled as in `FusionModel._modality_tokens`: every row is encoded
 (a missing image arrives as zero pixels, a missing text as one padding token), then a row
@@ -36,6 +39,7 @@ from torch import nn
 from twinlens.contract.sample import Sample
 from twinlens.contract.spec import ModelSpec
 from twinlens.engine.fusion import ModalityTokens
+from twinlens.engine.fusion.base import masked_mean
 
 PIXELS = "pixels"
 PRESENT = "present"
@@ -61,8 +65,17 @@ def input_names(spec: ModelSpec) -> list[str]:
     return [*names, PRESENT]
 
 
+EMBEDDING_PREFIX = "embedding."
+
+
 def output_names(model: Any) -> list[str]:
-    return list(model.heads)
+    """The heads' logits, then the case embeddings (engine/embeddings.py) of variant 0:
+    `embedding.fused` and `embedding.<modality>` (pooled tokens), each (batch, hidden)."""
+    return [*model.heads, *embedding_output_names(model.spec)]
+
+
+def embedding_output_names(spec: ModelSpec) -> list[str]:
+    return [f"{EMBEDDING_PREFIX}fused", *(f"{EMBEDDING_PREFIX}{m}" for m in graph_modalities(spec))]
 
 
 def dynamic_axes(spec: ModelSpec) -> dict[str, dict[int, str]]:
@@ -94,9 +107,11 @@ class ExportableNetwork(nn.Module):
         present = named[PRESENT]
         variants, size = present.shape[0], present.shape[1]
         features = {}
+        pooled = []
         for modality in self.spec.all_modalities():
             if modality in self.used:
                 tokens, mask = self._encoded(modality, named)
+                pooled.append(masked_mean(tokens, mask))
                 rows = present[:, :, self.used.index(modality)]
             else:  # outside spec.modalities: always missing, as in the torch model
                 tokens = self.model.missing[modality].view(1, 1, -1).expand(size, 1, -1)
@@ -108,7 +123,8 @@ class ExportableNetwork(nn.Module):
         for name, head in self.model.heads.items():
             logits = head(fused)
             outputs.append(logits.reshape(variants, size) if head.task.kind == "regression" else logits.reshape(variants, size, -1))
-        return tuple(outputs)
+        outputs.append(fused.reshape(variants, size, -1)[0])  # the case embeddings of the rows as given
+        return (*outputs, *pooled)
 
     def _encoded(self, modality: str, named: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         model = self.model

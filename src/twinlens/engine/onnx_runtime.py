@@ -33,7 +33,8 @@ from twinlens.contract.errors import BundleError, TwinLensError
 from twinlens.contract.schema import LabelSchema
 from twinlens.contract.spec import ModelSpec
 from twinlens.engine.data import EncodedSample, Preprocessor, batches, collate
-from twinlens.engine.onnx_graph import batch_present, example_samples, feeds_from_batch, graph_modalities, input_names
+from twinlens.engine.embeddings import EmbeddingCollector
+from twinlens.engine.onnx_graph import EMBEDDING_PREFIX, batch_present, example_samples, feeds_from_batch, graph_modalities, input_names
 from twinlens.engine.predictor import EncodedPredicting
 from twinlens.engine.reporting import calibrated_outputs
 
@@ -145,8 +146,11 @@ class OnnxPredictor(EncodedPredicting):
         self.graph_modalities = graph_modalities(self.spec)
         self.head_names = [task.name for task in self.label_schema.tasks]
         self._output_names = [output.name for output in session.get_outputs()]
-        if sorted(self._output_names) != sorted(self.head_names):
+        heads = [name for name in self._output_names if not name.startswith(EMBEDDING_PREFIX)]
+        if sorted(heads) != sorted(self.head_names):
             raise OnnxUnavailable(f"the ONNX graph's outputs {self._output_names} are not the heads {self.head_names}")
+        # Graphs exported before the embedding outputs existed give no case embeddings.
+        self.embedding_names = [name for name in self._output_names if name.startswith(EMBEDDING_PREFIX)]
 
     @classmethod
     def from_bundle(cls, path: str | Path, device: str | None = None, *, precision: str | None = None,
@@ -181,17 +185,19 @@ class OnnxPredictor(EncodedPredicting):
     def version(self) -> str:
         return self.config["version"]
 
-    def outputs(self, encoded: list[EncodedSample], modalities: list[str] | None = None, batch_size: int = 32) -> dict[str, torch.Tensor]:
+    def outputs(self, encoded: list[EncodedSample], modalities: list[str] | None = None, batch_size: int = 32,
+                embeddings: EmbeddingCollector | None = None) -> dict[str, torch.Tensor]:
         """Calibrated outputs per head (probabilities; regression values), rows in order;
-        `modalities` keeps only those inputs."""
-        return self._variant_outputs(encoded, [modalities], batch_size)[0]
+        `modalities` keeps only those inputs; `embeddings` collects the case embeddings."""
+        return self._variant_outputs(encoded, [modalities], batch_size, embeddings)[0]
 
-    def outputs_masked(self, encoded: list[EncodedSample], masked: list[str], batch_size: int = 32
+    def outputs_masked(self, encoded: list[EncodedSample], masked: list[str], batch_size: int = 32,
+                       embeddings: EmbeddingCollector | None = None
                        ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
         """Calibrated outputs with every input and with each of `masked` removed in turn,
         from one graph run per batch (the encoders run once; see onnx_graph.py)."""
         keeps = [None, *([o for o in self.spec.modalities if o != m] for m in masked)]
-        variants = self._variant_outputs(encoded, keeps, batch_size)
+        variants = self._variant_outputs(encoded, keeps, batch_size, embeddings)
         return variants[0], dict(zip(masked, variants[1:]))
 
     def logits(self, encoded: list[EncodedSample], modalities: list[str] | None = None, batch_size: int = 32) -> dict[str, torch.Tensor]:
@@ -200,23 +206,31 @@ class OnnxPredictor(EncodedPredicting):
 
     # -- internals ----------------------------------------------------------------------
 
-    def _variant_outputs(self, encoded, keeps, batch_size) -> list[dict[str, torch.Tensor]]:
+    def _variant_outputs(self, encoded, keeps, batch_size, embeddings=None) -> list[dict[str, torch.Tensor]]:
         return [calibrated_outputs(self.label_schema, logits, self.temperatures, self.stats)
-                for logits in self._variant_logits(encoded, keeps, batch_size)]
+                for logits in self._variant_logits(encoded, keeps, batch_size, embeddings)]
 
-    def _variant_logits(self, encoded: list[EncodedSample], keeps: list[list[str] | None], batch_size: int) -> list[dict[str, torch.Tensor]]:
+    def _variant_logits(self, encoded: list[EncodedSample], keeps: list[list[str] | None], batch_size: int,
+                        embeddings: EmbeddingCollector | None = None) -> list[dict[str, torch.Tensor]]:
         """Logits per head for each `keeps` entry (None: every modality the row has)."""
         masks = np.array([[keep is None or m in keep for m in self.graph_modalities] for keep in keeps], dtype=np.bool_)
         parts: list[dict[str, list[np.ndarray]]] = [{name: [] for name in self.head_names} for _ in keeps]
         for rows in batches(len(encoded), batch_size):
             batch = collate([encoded[i] for i in rows], self.pre)
             present = batch_present(self.spec, batch)[None, :, :] & masks[:, None, :]
-            results = self.session.run(self._output_names, feeds_from_batch(self.spec, batch, present))
-            for name, values in zip(self._output_names, results):
+            results = dict(zip(self._output_names, self.session.run(self._output_names, feeds_from_batch(self.spec, batch, present))))
+            for name in self.head_names:
                 for variant, collected in enumerate(parts):
-                    collected[name].append(values[variant])
+                    collected[name].append(results[name][variant])
+            if embeddings is not None and self.embedding_names:
+                self._collect_embeddings(embeddings, results, present[0])
         return [{name: torch.from_numpy(np.concatenate(chunks).astype(np.float32)) if chunks else torch.empty(0)
                  for name, chunks in collected.items()} for collected in parts]
+
+    def _collect_embeddings(self, embeddings: EmbeddingCollector, results: dict[str, np.ndarray], present: np.ndarray) -> None:
+        pooled = {m: results[f"{EMBEDDING_PREFIX}{m}"] for m in self.graph_modalities}
+        shown = {m: present[:, column] for column, m in enumerate(self.graph_modalities)}
+        embeddings.add_arrays(results[f"{EMBEDDING_PREFIX}fused"], pooled, shown)
 
     def _smoke_test(self) -> None:
         """One generated row through the graph, so an operator onnxruntime lacks shows now."""

@@ -13,6 +13,7 @@ from twinlens.contract.sample import Sample
 from twinlens.contract.schema import Task
 from twinlens.engine.bundle import load_bundle
 from twinlens.engine.data import EncodedSample, Preprocessor
+from twinlens.engine.embeddings import EmbeddingCollector
 from twinlens.engine.inference import infer_logits, infer_masked_logits, pick_device
 from twinlens.engine.reporting import calibrated_outputs
 
@@ -42,12 +43,17 @@ class EncodedPredicting:
         if not encoded:
             return []
         present = self._present(encoded)
+        vectors = EmbeddingCollector()  # the case embeddings, from the same pass
         if contributions:
-            outputs, without = self.outputs_masked(encoded, contribution_masks(self.spec.modalities, present), batch_size)
+            outputs, without = self.outputs_masked(encoded, contribution_masks(self.spec.modalities, present), batch_size,
+                                                   embeddings=vectors)
             shares = modality_contributions(without, outputs, present, self.label_schema, self.stats)
         else:
-            outputs, shares = self.outputs(encoded, None, batch_size), [{} for _ in encoded]
-        return [self._prediction(outputs, row, present[row], shares[row]) for row in range(len(encoded))]
+            outputs, shares = self.outputs(encoded, None, batch_size, embeddings=vectors), [{} for _ in encoded]
+        predictions = [self._prediction(outputs, row, present[row], shares[row]) for row in range(len(encoded))]
+        for prediction, row_vectors in zip(predictions, vectors.rows):
+            prediction.embeddings = row_vectors
+        return predictions
 
     def _present(self, encoded: list[EncodedSample]) -> list[list[str]]:
         used = self.spec.modalities
@@ -109,22 +115,27 @@ class Predictor(EncodedPredicting):
     def spec(self):
         return self.model.spec
 
-    def outputs(self, encoded: list[EncodedSample], modalities: list[str] | None = None, batch_size: int = 32) -> dict[str, torch.Tensor]:
-        """Calibrated outputs per head (probabilities; regression values), rows in order."""
-        return self._outputs(encoded, modalities, batch_size)
+    def outputs(self, encoded: list[EncodedSample], modalities: list[str] | None = None, batch_size: int = 32,
+                embeddings: EmbeddingCollector | None = None) -> dict[str, torch.Tensor]:
+        """Calibrated outputs per head (probabilities; regression values), rows in order;
+        `embeddings` collects the rows' case embeddings from the same pass."""
+        return self._outputs(encoded, modalities, batch_size, embeddings)
 
-    def outputs_masked(self, encoded: list[EncodedSample], masked: list[str], batch_size: int = 32
+    def outputs_masked(self, encoded: list[EncodedSample], masked: list[str], batch_size: int = 32,
+                       embeddings: EmbeddingCollector | None = None
                        ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
         """Calibrated outputs with every input and with each of `masked` removed in turn,
         from one encoder pass (see `infer_masked_logits`)."""
         if not masked:
-            return self._outputs(encoded, None, batch_size), {}
-        full, without = infer_masked_logits(self.model, self.pre, encoded, device=self.device, masked=masked, batch_size=batch_size)
+            return self._outputs(encoded, None, batch_size, embeddings), {}
+        full, without = infer_masked_logits(self.model, self.pre, encoded, device=self.device, masked=masked, batch_size=batch_size,
+                                            embeddings=embeddings)
         calibrate = lambda logits: calibrated_outputs(self.label_schema, logits, self.temperatures, self.stats)  # noqa: E731
         return calibrate(full), {m: calibrate(logits) for m, logits in without.items()}
 
-    def _outputs(self, encoded, modalities, batch_size) -> dict[str, torch.Tensor]:
-        logits = infer_logits(self.model, self.pre, encoded, device=self.device, batch_size=batch_size, modalities=modalities)
+    def _outputs(self, encoded, modalities, batch_size, embeddings=None) -> dict[str, torch.Tensor]:
+        logits = infer_logits(self.model, self.pre, encoded, device=self.device, batch_size=batch_size, modalities=modalities,
+                              embeddings=embeddings)
         return calibrated_outputs(self.label_schema, logits, self.temperatures, self.stats)
 
 

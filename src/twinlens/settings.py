@@ -100,12 +100,37 @@ class Settings(BaseSettings):
     # What runs a model's network in workers: torch, or onnx (the bundle's ONNX graph on
     # onnxruntime, see docs/export.md; a bundle without one falls back to torch with a warning).
     runtime: Literal["torch", "onnx"] = "torch"
+    # -- bulk scoring batches (POST /v1/plugins/{name}/batches, docs/bulk.md) ----------------
+    # The uploaded JSONL/CSV file's size and row limits; rows per model call; how long one
+    # worker task scores a batch before handing it back to the queue (at most half the task
+    # time limit), so predictions queued behind a big file are not held up for its length.
+    bulk_max_upload_bytes: int = Field(16 * 1024 * 1024, ge=1)
+    bulk_max_rows: int = Field(100_000, ge=1)
+    bulk_micro_batch_size: int = Field(32, ge=1, le=1024)
+    bulk_slice_seconds: float = Field(60.0, gt=0)
 
     # -- webhooks -----------------------------------------------------------------------
     webhook_max_attempts: int = 8
     webhook_retry_base_seconds: float = 2.0
     webhook_retry_max_seconds: float = 3600.0
     webhook_timeout_seconds: float = 10.0
+
+    # -- helpdesk connectors (docs/connectors/) -------------------------------------------
+    # Calls to a helpdesk and its attachment downloads refuse private and loopback
+    # addresses unless this is set (a self-hosted helpdesk on an intranet).
+    allow_private_helpdesks: bool = False
+    # A signed Zendesk webhook whose timestamp is further than this from now is refused.
+    connector_signature_tolerance_seconds: float = Field(300.0, gt=0)
+    connector_timeout_seconds: float = Field(15.0, gt=0)
+    # A call answered 429 waits its Retry-After (at most the cap; a longer one fails the step,
+    # which the sweep takes up again); a 5xx or a lost connection is retried with backoff.
+    connector_max_retries: int = Field(4, ge=0, le=10)
+    connector_retry_base_seconds: float = Field(0.5, ge=0)
+    connector_max_retry_after_seconds: float = Field(60.0, ge=0)
+    # A ticket's step (fetch, write-back) not done this long after it began is taken up again
+    # by the sweep, at most this many times in all.
+    connector_stale_after_seconds: float = Field(300.0, gt=0)
+    connector_max_attempts: int = Field(3, ge=1)
 
     # -- rate limits ----------------------------------------------------------------------
     # Token buckets per API key and per tenant: each request spends a token from both, and
@@ -140,6 +165,32 @@ class Settings(BaseSettings):
     secrets_key: SecretStr | None = None
     # How long a rotated-out webhook secret keeps signing deliveries, unless the rotation says.
     webhook_secret_overlap_seconds: float = Field(24 * 3600.0, ge=0, le=30 * 24 * 3600.0)
+
+    # -- the learning loop (docs/learning-loop.md) -----------------------------------------
+    # Share of corrected jobs reserved automatically as the holdout (never trained on).
+    learning_holdout_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    # The evaluation gate's defaults; a promotion request may override each.
+    gate_primary_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
+    gate_task: str | None = None  # None: the first multiclass task of the label schema
+    gate_min_metric: float = Field(0.0, ge=0.0, le=1.0)  # the absolute floor
+    gate_min_delta: float = Field(0.0, ge=-1.0, le=1.0)  # over the champion's metric
+    gate_max_recall_drop: float = Field(0.05, ge=0.0, le=1.0)  # per class, against the champion
+    gate_max_ece: float = Field(0.15, ge=0.0, le=1.0)
+    gate_max_latency_factor: float = Field(1.5, gt=0.0)  # candidate p95 / champion p95
+
+    # -- similar cases and search (docs/search.md) ------------------------------------------
+    # A tenant's vectors of one model version and kind are searched exactly (numpy over the
+    # SQL rows) up to this many; from there a worker keeps a FAISS index for them.
+    search_exact_max_rows: int = Field(20_000, ge=1)
+    # The index is rebuilt once this many vectors were stored after it (they are searched
+    # exactly until then).
+    search_rebuild_after_rows: int = Field(1_000, ge=1)
+    search_index_dir: Path | None = None  # default data_dir/search-indexes (shared by API and workers)
+    # How long POST /v1/search waits for a worker to embed a text or image query.
+    search_query_timeout_seconds: float = Field(20.0, gt=0)
+    search_max_k: int = Field(100, ge=1)
+    # A local open_clip / Hugging Face CLIP folder `twinlens align` may start from (never downloaded).
+    clip_path: Path | None = None
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> "Settings":
@@ -200,6 +251,10 @@ class Settings(BaseSettings):
         return self.data_dir / "secrets.key"
 
     @property
+    def resolved_search_index_dir(self) -> Path:
+        return self.search_index_dir or self.data_dir / "search-indexes"
+
+    @property
     def resolved_model_roots(self) -> list[Path]:
         return self.model_roots or [self.data_dir / "models"]
 
@@ -244,6 +299,11 @@ class Settings(BaseSettings):
     def max_request_bytes(self) -> int:
         """Whole-request ceiling: the image as base64 (4/3) plus texts and form overhead."""
         return self.max_upload_bytes * 4 // 3 + self.max_text_chars * 4 + self.max_metadata_bytes + 64 * 1024
+
+    @property
+    def max_bulk_request_bytes(self) -> int:
+        """Ceiling of a batch upload request: the file plus the form's overhead."""
+        return self.bulk_max_upload_bytes + 64 * 1024
 
 
 @functools.lru_cache(maxsize=1)

@@ -21,7 +21,11 @@ from twinlens.api.problems import install_problem_handlers, problem_responses
 from twinlens.api.routes import health, jobs, keys, models, plugins, training, webhook_deliveries
 from twinlens.api.request_context import RequestContextMiddleware
 from twinlens.api.routes import audit, subjects
+from twinlens.api.routes import learning
+from twinlens.api.routes import connectors
+from twinlens.api.routes import batches
 from twinlens.blobs import LocalBlobStore
+from twinlens.console import install_console
 from twinlens.db.session import Database
 from twinlens.logging_setup import configure_logging
 from twinlens.services.bootstrap import bootstrap
@@ -42,9 +46,14 @@ ROUTERS: tuple[tuple[str, APIRouter, str], ...] = (
     ("jobs", jobs.router, "Submit jobs to a plugin, read their results, correct them, follow their webhooks"),
     ("models", models.router, "Model versions: list, register a bundle, activate"),
     ("training", training.router, "Training runs that produce new model versions (admin)"),
+    ("learning", learning.router, "The learning loop: corrections as data, holdouts, the evaluation gate, promotion and "
+                                  "rollback, shadow mode, drift (docs/learning-loop.md)"),
+    ("batches", batches.router, "Bulk scoring: a JSONL/CSV file of inputs scored by workers, its progress and answers"),
     ("plugins", plugins.router, "Installed plugins and what their jobs take and give"),
     ("keys", keys.router, "API keys and the caller's tenant"),
     ("webhooks", webhook_deliveries.router, "The tenant's webhook deliveries: dead letters and redelivery"),
+    ("connectors", connectors.router, "Helpdesk connectors (Zendesk, Freshdesk): configure them, read their event logs (admin)"),
+    ("connector-intake", connectors.intake_router, "Where a helpdesk's webhooks arrive: signed or with the connector's secret, no API key"),
     ("subjects", subjects.router, "Erasure requests: everything the tenant holds about one subject (admin)"),
     ("audit", audit.router, "The tenant's audit log (admin)"),
     ("health", health.router, "Liveness, readiness and Prometheus metrics"),
@@ -52,7 +61,7 @@ ROUTERS: tuple[tuple[str, APIRouter, str], ...] = (
 # Routers with routes open to anyone, so no key to rate-limit by (/metrics has its own
 # token). Every other router's requests need a key and spend the key's and the tenant's
 # rate-limit tokens: a router added later is limited unless it is named here.
-OPEN_TAGS = frozenset({"plugins", "health"})
+OPEN_TAGS = frozenset({"plugins", "health", "connector-intake"})
 
 
 def operation_id(route: APIRoute) -> str:
@@ -83,10 +92,11 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
     app.state.settings, app.state.db, app.state.blobs = settings, db, blobs
     app.state.rate_limiter = RateLimiter.from_settings(settings)
     _include_routers(app)
+    install_console(app)  # the web console under /console (HTML, not in the OpenAPI document)
     install_problem_handlers(app)
     install_outage_handlers(app)
     install_openapi(app, settings)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes, bulk_max_bytes=settings.max_bulk_request_bytes)
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(MetricsMiddleware)
     # Outermost, so every line of the request, even a refused one's, carries its request id.

@@ -113,3 +113,77 @@ class WebhookSecretRotate(BaseModel):
         None, ge=0, le=30 * 24 * 3600,
         description="How long the old secret keeps signing deliveries next to the new one (default: the "
                     "webhook_secret_overlap_seconds setting, 24 hours); 0 retires it at once")
+
+
+# -- the learning loop ----------------------------------------------------------------------
+
+
+class CorrectionExportCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    plugin: str = Field(min_length=1, max_length=100)
+    output_dir: str = Field(min_length=1, max_length=4096, description="A new or empty folder inside the output roots")
+    since: str | None = Field(None, max_length=64, description="Corrections given since this date (YYYY-MM-DD) or ISO time")
+
+
+class HoldoutCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    plugin: str = Field(min_length=1, max_length=100)
+    data_path: str | None = Field(None, min_length=1, max_length=4096, description=(
+        "A labelled data set inside the data roots; omitted: freeze the corrections reserved so far"))
+
+
+class CorrectionsTrainingRunCreate(TrainingRunCreate):
+    """Train on a base data set plus the tenant's corrections (held-out ones excluded)."""
+
+    since: str | None = Field(None, max_length=64, description="Only corrections given since (YYYY-MM-DD or ISO time)")
+    combine: Literal["weighted", "deduplicated"] = Field(
+        "deduplicated", description="deduplicated: a correction replaces base rows with the same inputs; weighted: each "
+                                    "correction is added correction_weight times")
+    correction_weight: int = Field(2, ge=1, le=100)
+    spec_from: Literal["plugin", "champion"] = Field("plugin", description="Start from the plugin's model spec or the champion's")
+    shuffle_labels: bool = Field(False, description="A control: labels dealt out at random (a model the gate must block)")
+    evaluate: bool = Field(True, description="Measure the candidate and the champion on the holdout once trained")
+
+    def to_loop_request(self):
+        from twinlens.services.learning import LoopTrainingRequest
+
+        own = ("since", "combine", "correction_weight", "spec_from", "shuffle_labels", "evaluate")
+        dataset = self.dataset.model_dump(exclude_unset=True) if self.dataset is not None else {}
+        base = TrainingRequest(**self.model_dump(exclude={"dataset", *own}), dataset=dataset)
+        return LoopTrainingRequest(plugin=self.plugin, data_path=self.data_path, output_dir=self.output_dir, base=base,
+                                   **{name: getattr(self, name) for name in own})
+
+
+class GateThresholdsBody(BaseModel):
+    """Overrides of the gate's settings for one request (unset: the TWINLENS_GATE_* value)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    primary_metric: Literal["macro_f1", "accuracy"] | None = None
+    task: str | None = Field(None, max_length=100)
+    min_metric: float | None = Field(None, ge=0, le=1)
+    min_delta: float | None = Field(None, ge=-1, le=1)
+    max_recall_drop: float | None = Field(None, ge=0, le=1)
+    max_ece: float | None = Field(None, ge=0, le=1)
+    max_latency_factor: float | None = Field(None, gt=0, le=1000)
+
+
+class GateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    thresholds: GateThresholdsBody | None = None
+
+
+class PromoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    force: bool = Field(False, description="Promote even if the gate fails (a reason is then required)")
+    reason: str | None = Field(None, max_length=2000, description="Recorded in the activation history")
+    thresholds: GateThresholdsBody | None = None
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    reason: str | None = Field(None, max_length=2000)
+
+
+class ShadowCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    share: float = Field(gt=0, le=1, description="Share of the scope's live jobs the challenger also runs on")

@@ -34,7 +34,9 @@ from twinlens.contract.plugin import Plugin
 from twinlens.contract.registry import get_plugin
 from twinlens.db.models import Job, Result
 from twinlens.db.repositories import AuditRepository, JobRepository, TenantRepository, WebhookRepository
+from twinlens.db.repositories.batches import BatchRepository
 from twinlens.db.repositories.erasure import ErasureRepository
+from twinlens.db.repositories.learning import LearningRepository
 from twinlens.db.session import after_commit
 from twinlens.services.errors import NotFound
 from twinlens.services.keys import Principal
@@ -120,6 +122,8 @@ def forget_job_inputs(session: Session, blobs: BlobStore, job: Job, now: datetim
     if job.result is not None:
         _forget_in_result(job.result, copies, plugin.decision_model() if plugin is not None else None)
     job.inputs_purged_at = now
+    for shadow in LearningRepository(session).shadow_results_of_job(job.id):  # a challenger's decision on it
+        shadow.decision = _scrubbed_decision(shadow.decision or {}, copies, plugin.decision_model() if plugin is not None else None)
     for delivery in WebhookRepository(session).for_job(job.id):
         # The event as it would be sent now: the same job, less its inputs.
         delivery.payload = {**delivery.payload, "data": event_data(job)}
@@ -217,17 +221,19 @@ class ErasureCounts:
     feedback: int = 0
     webhook_deliveries: int = 0
     blobs: int = 0
+    batch_rows: int = 0  # lines of bulk scoring batches (services/batches.py) that named the subject
     # A whole tenant's deletion only:
     api_keys: int = 0
     model_versions: int = 0
     training_runs: int = 0
+    batches: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
     def of_jobs(self) -> dict[str, int]:
         """The counts a subject's erasure has (it deletes no keys, models or runs)."""
-        return {name: getattr(self, name) for name in ("jobs", "results", "feedback", "webhook_deliveries", "blobs")}
+        return {name: getattr(self, name) for name in ("jobs", "results", "feedback", "webhook_deliveries", "blobs", "batch_rows")}
 
 
 def erase_subject(session: Session, blobs: BlobStore, principal: Principal, subject_ref: str) -> ErasureCounts:
@@ -240,7 +246,8 @@ def erase_subject(session: Session, blobs: BlobStore, principal: Principal, subj
     counts = repo.job_counts(principal.tenant_id, digest)
     used = repo.job_blobs(principal.tenant_id, digest)
     repo.delete_jobs(principal.tenant_id, digest)
-    erased = ErasureCounts(**counts, blobs=_delete_unused_blobs(session, blobs, used))
+    batch_rows = BatchRepository(session).delete_subject_rows(principal.tenant_id, digest)
+    erased = ErasureCounts(**counts, blobs=_delete_unused_blobs(session, blobs, used), batch_rows=batch_rows)
     # The digest, not the reference: the audit log must not keep who was erased in clear.
     AuditRepository(session).record(
         "subject.erase", tenant_id=principal.tenant_id, api_key_id=principal.key_id,
@@ -255,7 +262,7 @@ def delete_tenant(session: Session, blobs: BlobStore, name: str) -> ErasureCount
     if tenant is None:
         raise NotFound(f"no tenant {name!r}")
     repo = ErasureRepository(session)
-    counts = {**repo.job_counts(tenant.id), **repo.tenant_counts(tenant.id)}
+    counts = {**repo.job_counts(tenant.id), **repo.tenant_counts(tenant.id), "batches": BatchRepository(session).batches_count(tenant.id)}
     used = repo.job_blobs(tenant.id)
     tenant_id = tenant.id
     repo.delete_tenant(tenant_id)

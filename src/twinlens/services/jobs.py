@@ -17,6 +17,7 @@ from twinlens.db.models import Feedback, Job
 from twinlens.db.repositories import AuditRepository, JobRepository
 from twinlens.db.session import after_commit
 from twinlens.queue import publish_predict
+from twinlens.services import drift
 from twinlens.services.errors import Conflict, NotFound, Unprocessable
 from twinlens.services.keys import Principal
 from twinlens.services.models import model_for_new_job
@@ -143,6 +144,7 @@ def add_feedback(
     feedback = JobRepository(session).add_feedback(
         Feedback(job_id=job.id, tenant_id=principal.tenant_id, labels=labels, comment=comment, author=author, api_key_id=principal.key_id)
     )
+    drift.observe_correction(job.plugin, job.model_version.version, labels)
     return feedback
 
 

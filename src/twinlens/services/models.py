@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -15,12 +16,48 @@ from twinlens.contract.registry import check_schema_matches, get_plugin
 from twinlens.contract.schema import LabelSchema
 from twinlens.db.base import utcnow
 from twinlens.db.models import ModelVersion
+from twinlens.db.learning_tables import ModelActivation
 from twinlens.db.repositories import AuditRepository, ModelRepository
+from twinlens.db.repositories.learning import LearningRepository, scope_key
 from twinlens.services.admin_paths import confined_path
 from twinlens.services.errors import Conflict, NotFound
 from twinlens.services.keys import Principal
 
 Scope = Literal["global", "tenant"]
+
+
+@dataclass(frozen=True)
+class ActivationStep:
+    """Why a model became its scope's champion: a plain activation, a promotion through
+    the gate (or forced past it) or a rollback."""
+
+    action: Literal["activate", "promote", "rollback"] = "activate"
+    reason: str | None = None
+    forced: bool = False
+    gate_report_id: uuid.UUID | None = None
+
+    def audit_details(self, previous: ModelVersion | None) -> dict:
+        details = {"previous_model_id": str(previous.id) if previous is not None else None}
+        if self.action != "activate":
+            details.update(reason=self.reason, forced=self.forced,
+                           gate_report_id=str(self.gate_report_id) if self.gate_report_id else None)
+        return details
+
+
+def record_activation(session: Session, principal: Principal | None, model: ModelVersion, previous: ModelVersion | None,
+                      step: ActivationStep) -> None:
+    """The history row and the champion alias of the model's scope."""
+    repo = LearningRepository(session)
+    scope = scope_key(model.tenant_id)
+    repo.add_activation(ModelActivation(
+        scope=scope, tenant_id=model.tenant_id, plugin=model.plugin, action=step.action, model_version_id=model.id,
+        previous_model_version_id=previous.id if previous is not None and previous.id != model.id else None,
+        forced=step.forced, reason=step.reason, gate_report_id=step.gate_report_id,
+        api_key_id=principal.key_id if principal else None))
+    repo.set_alias(scope, model.plugin, "champion", model.id)
+    challenger = repo.alias(scope, model.plugin, "challenger")
+    if challenger is not None and challenger.model_version_id == model.id:
+        repo.clear_alias(scope, model.plugin, "challenger")  # a champion does not shadow itself
 
 
 def register_bundle(
@@ -113,20 +150,26 @@ def _model_from_config(config: dict, path: Path, tenant_id: uuid.UUID | None) ->
     )
 
 
-def activate_model(session: Session, principal: Principal | None, model_id: uuid.UUID) -> ModelVersion:
+def activate_model(session: Session, principal: Principal | None, model_id: uuid.UUID, *,
+                   step: ActivationStep | None = None) -> ModelVersion:
     """Make a version the one new jobs of its plugin (and scope) use. A tenant admin
-    activates its own tenant's models; a global one (which it can see, so no 404) is 403."""
+    activates its own tenant's models; a global one (which it can see, so no 404) is 403.
+    Every change is a step of the scope's activation history (services/learning_models.py
+    promotes and rolls back through here with their own `step`)."""
     if principal is not None:
         principal.require_admin()
     model = _visible(session, principal, model_id)
     if principal is not None and model.tenant_id is None:
         principal.require_platform_admin("activating a global model")
     repo = ModelRepository(session)
+    previous = repo.active_in_scope(model.plugin, model.tenant_id)
     repo.deactivate_scope(model.plugin, model.tenant_id)
     model.is_active = True
     model.activated_at = utcnow()
     session.flush()
-    _audit(session, principal, "model.activate", model, {"plugin": model.plugin})
+    step = step or ActivationStep()
+    _audit(session, principal, f"model.{step.action}", model, {"plugin": model.plugin, **step.audit_details(previous)})
+    record_activation(session, principal, model, previous, step)
     return model
 
 

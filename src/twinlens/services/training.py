@@ -230,6 +230,11 @@ class ClaimedRun:
     train_config: dict[str, Any]
     preset: str = "network"  # runs queued before presets existed trained one network
     time_limit_seconds: float = 300.0
+    # "standard", or a learning-loop kind ("corrections", "evaluation": services/learning.py)
+    # whose own fields stay in `request`.
+    kind: str = "standard"
+    request: dict[str, Any] = field(default_factory=dict)
+    tenant_id: uuid.UUID | None = None
 
 
 def claim_run(session: Session, run_id: uuid.UUID) -> ClaimedRun | None:
@@ -241,10 +246,12 @@ def claim_run(session: Session, run_id: uuid.UUID) -> ClaimedRun | None:
     run = session.get(TrainingRun, run_id, populate_existing=True)
     request = run.request
     return ClaimedRun(
-        id=run.id, plugin=run.plugin, attempt=attempt, data_path=Path(request["data_path"]),
-        output_dir=Path(request["output_dir"]), scope=request.get("scope", "global"), dataset=dict(request.get("dataset", {})),
-        model_spec=dict(request["model_spec"]), train_config=dict(request["train_config"]),
+        id=run.id, plugin=run.plugin, attempt=attempt, data_path=Path(request.get("data_path") or "."),
+        output_dir=Path(request.get("output_dir") or "."), scope=request.get("scope", "global"),
+        dataset=dict(request.get("dataset", {})), model_spec=dict(request.get("model_spec") or {}),
+        train_config=dict(request.get("train_config") or {}),
         preset=request.get("preset", "network"), time_limit_seconds=float(request.get("time_limit_seconds", 300.0)),
+        kind=request.get("kind", "standard"), request=dict(request), tenant_id=run.tenant_id,
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from twinlens.db.batch_tables import Batch
 from twinlens.db.models import ApiKey, Feedback, Job, ModelVersion, Result, TrainingRun, WebhookDelivery
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
@@ -301,3 +302,267 @@ def training_run_view(run: TrainingRun) -> TrainingRunView:
         started_at=run.started_at,
         finished_at=run.finished_at,
     )
+
+
+# -- bulk scoring batches (services/batches.py) ---------------------------------------------
+
+BatchStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+
+
+class BatchRowCounts(BaseModel):
+    total: int = Field(description="Rows in the uploaded file (bad ones included)")
+    done: int = Field(description="Rows with their answer: scored or failed")
+    succeeded: int
+    failed: int = Field(description="Rows that could not be scored: bad at upload or when scored")
+    queued: int = Field(description="Rows not scored yet (left unscored by a cancel)")
+
+
+class BadRow(BaseModel):
+    line: int = Field(description="1-based line of the uploaded file (a CSV's header is line 1)")
+    id: str | None = Field(description="The row's own id column, if it had one")
+    field: str | None
+    reason: str
+
+
+class BatchView(BaseModel):
+    id: uuid.UUID
+    plugin: str
+    status: BatchStatus = Field(description="succeeded: every row has its answer (some may have failed; see rows.failed)")
+    filename: str
+    model_version: ModelVersionRef
+    rows: BatchRowCounts
+    bad_rows: list[BadRow] | None = Field(description="The first bad rows, by line (the results file has every one); "
+                                                      "null in lists")
+    error: JobError | None = Field(description="Why the batch as a whole failed (its model could not be loaded)")
+    results_url: str = Field(description="GET it for the answers as JSONL, one line per row in file order")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    purged_at: datetime | None = Field(description="Set once retention or erasure removed the rows and their answers")
+
+
+class BatchList(BaseModel):
+    data: list[BatchView]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next (older) page; null at the end")
+
+
+def batch_view(batch: Batch, bad_rows: list[tuple[int, str | None, dict[str, Any]]] | None = None) -> BatchView:
+    done = batch.rows_succeeded + batch.rows_failed
+    return BatchView(
+        id=batch.id,
+        plugin=batch.plugin,
+        status=batch.status,
+        filename=batch.filename,
+        model_version=model_ref(batch.model_version),
+        rows=BatchRowCounts(total=batch.rows_total, done=done, succeeded=batch.rows_succeeded, failed=batch.rows_failed,
+                            queued=max(0, batch.rows_total - done)),
+        bad_rows=None if bad_rows is None else [
+            BadRow(line=line, id=ref, field=error.get("field"), reason=error.get("reason", "")) for line, ref, error in bad_rows],
+        error=JobError(**batch.error) if batch.error else None,
+        results_url=f"/v1/batches/{batch.id}/results",
+        created_at=batch.created_at,
+        started_at=batch.started_at,
+        finished_at=batch.finished_at,
+        purged_at=batch.purged_at,
+    )
+
+
+# -- helpdesk connectors (services/connectors.py) -----------------------------------------------
+class ConnectorView(BaseModel):
+    id: uuid.UUID
+    kind: str = Field(description="The helpdesk: zendesk, freshdesk, or an installed connector package's name")
+    name: str
+    base_url: str
+    plugin: str
+    fields: dict[str, str] = Field(description="Decision key -> helpdesk field (Zendesk custom field id, Freshdesk cf_ name)")
+    tag_prefix: str
+    review_tag: str | None
+    review_group: str | None
+    attachment_hosts: list[str] = Field(description="Hosts besides the helpdesk's own that attachments may come from")
+    write_back: bool
+    enabled: bool
+    credential_names: list[str] = Field(description="Which credentials are set; their values are never shown")
+    intake_path: str = Field(description="Where the helpdesk's webhook posts (relative to this service's URL)")
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConnectorList(BaseModel):
+    data: list[ConnectorView]
+
+
+class ConnectorEventView(_View):
+    id: uuid.UUID
+    ticket_id: str | None
+    kind: str = Field(description="intake, duplicate, ignored, call, attachment, job, write_back or failed")
+    method: str | None
+    url: str | None = Field(description="The helpdesk URL called, without its query")
+    status_code: int | None
+    attempt: int | None
+    duration_ms: float | None
+    error: str | None
+    detail: str | None
+    created_at: datetime
+
+
+class ConnectorEventList(BaseModel):
+    data: list[ConnectorEventView]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next (older) page; null at the end")
+
+
+class ConnectorIntake(BaseModel):
+    status: Literal["accepted", "duplicate", "ignored"] = Field(
+        description="accepted: queued for a decision; duplicate: this ticket event was received before; ignored: needs none")
+    ticket_id: str | None
+    reason: str | None = None
+
+
+# -- similar cases and search (services/search.py, docs/search.md) ---------------------------
+
+
+class CorrectionView(BaseModel):
+    labels: dict[str, Any] = Field(description="The reviewer's labels, per task")
+    created_at: datetime
+
+
+class SimilarCase(BaseModel):
+    job_id: uuid.UUID
+    score: float = Field(description="Cosine similarity to the query, -1 to 1 (higher is closer)")
+    plugin: str
+    created_at: datetime
+    labels: dict[str, Any] = Field(description="Per task, the predicted label (multiclass), labels (multilabel) or value")
+    correction: CorrectionView | None = Field(description="The latest correction a reviewer gave, if any")
+    decision: dict[str, Any] = Field(description="The plugin's decision for that case")
+
+
+class SearchQueryView(BaseModel):
+    model_version: ModelVersionRef
+    kind: str = Field(description="What was compared: fused (case to case), a modality (image, text...), or aligned (image-text space)")
+    space: Literal["model", "aligned"] = Field(description="model: the model's own vectors; aligned: the shared image-text space")
+    exact: bool = Field(description="True when every stored vector was compared (no approximate index was used)")
+
+
+class SimilarCases(BaseModel):
+    query: SearchQueryView
+    data: list[SimilarCase]
+
+
+# -- the learning loop (services/learning*.py, gate.py, shadow.py, drift.py) ------------------
+
+
+class CorrectionExportView(BaseModel):
+    path: str | None = Field(description="The data set file (in the plugin's own format) read_dataset takes")
+    rows: int = Field(description="Corrected jobs written")
+    skipped_purged: int = Field(description="Corrected jobs left out: retention (or a deletion) purged their inputs")
+    skipped_no_labels: int = Field(description="Corrected jobs left out: their feedback has a comment but no labels")
+    skipped_held_out: int = Field(description="Corrected jobs left out: reserved for the holdout, never trained on")
+
+
+class HoldoutView(_View):
+    id: uuid.UUID
+    plugin: str
+    version: int = Field(description="Versions only grow; the newest judges every candidate")
+    kind: Literal["registered", "corrections"]
+    data_path: str | None = Field(description="The registered labelled set; null for a corrections holdout")
+    size: int = Field(description="Frozen corrected jobs (corrections); 0 for a registered set (its file decides)")
+    created_at: datetime
+
+
+class HoldoutList(BaseModel):
+    data: list[HoldoutView]
+
+
+class EvaluationView(_View):
+    model_version_id: uuid.UUID
+    holdout_id: uuid.UUID
+    metrics: dict[str, Any] = Field(description="Per task: accuracy, macro_f1, ece, recall and support per class; "
+                                                "latency_ms p50/p95; holdout_version")
+    created_at: datetime
+
+
+class EvaluationList(BaseModel):
+    data: list[EvaluationView]
+
+
+class GateCheckView(BaseModel):
+    name: str
+    passed: bool
+    detail: str = Field(description="The check in words, with its numbers")
+    value: float | None
+    threshold: float | None
+
+
+class GateReportView(_View):
+    id: uuid.UUID
+    plugin: str
+    candidate_id: uuid.UUID
+    champion_id: uuid.UUID | None
+    holdout_id: uuid.UUID | None
+    thresholds: dict[str, Any]
+    checks: list[GateCheckView]
+    passed: bool
+    created_at: datetime
+
+
+class GateReportList(BaseModel):
+    data: list[GateReportView]
+
+
+class PromotionView(BaseModel):
+    promoted: bool = Field(description="Always true here: a blocked promotion answers 409 with the report")
+    forced: bool
+    model: ModelVersionView
+    gate_report: GateReportView
+
+
+class ShadowConfigView(BaseModel):
+    model_id: uuid.UUID
+    share: float = Field(description="Share of the scope's live jobs the challenger also runs on")
+
+
+class ShadowSummaryView(BaseModel):
+    model_id: uuid.UUID
+    in_shadow: bool
+    share: float | None
+    jobs: int = Field(description="Live jobs it ran on in shadow")
+    agreement: dict[str, float] = Field(description="Per task: share of those jobs where it agreed with the champion")
+    corrected: dict[str, Any] = Field(description="Per task, on shadowed jobs reviewers corrected: n and the accuracy "
+                                                  "of the challenger and of the champion")
+    latency_ms: dict[str, float | None] = Field(description="The challenger's p50/p95 per job, preprocessing included")
+
+
+class DriftDayView(BaseModel):
+    day: str
+    jobs: int
+    class_mix: dict[str, dict[str, float]] = Field(description="Per task: share of jobs per top label")
+    confidence: dict[str, Any] = Field(description="Per task: mean top-label confidence, share at or below each bucket")
+    needs_review_share: float
+    correction_rate: float = Field(description="Share of the day's jobs that reviewers corrected (so far)")
+
+
+class DriftView(BaseModel):
+    model_id: uuid.UUID
+    model_version: str
+    days: list[DriftDayView]
+
+
+class ActivationView(_View):
+    id: uuid.UUID
+    scope: str = Field(description="The tenant's id, or global")
+    plugin: str
+    action: Literal["activate", "promote", "rollback"]
+    model_version_id: uuid.UUID
+    previous_model_version_id: uuid.UUID | None
+    forced: bool = Field(description="Promoted past a failed (or missing) gate")
+    reason: str | None
+    gate_report_id: uuid.UUID | None
+    api_key_id: uuid.UUID | None
+    created_at: datetime
+
+
+class ActivationList(BaseModel):
+    data: list[ActivationView]
+
+
+def gate_report_view(report) -> GateReportView:
+    return GateReportView.model_validate(report)

@@ -23,7 +23,7 @@ from typing import Callable
 from twinlens.contract.registry import get_plugin
 from twinlens.services import execution
 from twinlens.services.execution import ClaimedJob
-from twinlens.worker import pipeline
+from twinlens.worker import learning, pipeline
 from twinlens.worker.context import WorkerContext
 from twinlens.worker.heartbeat import HELD
 from twinlens.worker.pipeline import PreparedBatch
@@ -140,6 +140,7 @@ class BatchRunner:
         statuses = list(batch.statuses)
         for job, prediction, extras in pipeline.predict_batch(batch):
             statuses.append(pipeline.finish(self.ctx, batch.plugin, job, prediction, extras))
+        learning.shadow_later(self.ctx, batch.plugin, [job for job, _, _ in batch.ready])  # challengers, once written
         self.counts["batches"] += 1 if batch.ready else 0
         self._count(statuses)
 

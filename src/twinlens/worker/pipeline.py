@@ -17,7 +17,7 @@ from twinlens.contract.plugin import Plugin, RawInput
 from twinlens.contract.prediction import Prediction
 from twinlens.db.base import utcnow
 from twinlens.logging_setup import log_context
-from twinlens.services import execution
+from twinlens.services import drift, execution
 from twinlens.services.execution import ClaimedJob, JobOutcome
 from twinlens.services.metrics import BATCH_SIZE, JOB_STAGE_SECONDS, JOBS_FINISHED
 from twinlens.worker.context import WorkerContext
@@ -107,6 +107,8 @@ def finish(ctx: WorkerContext, plugin: Plugin, job: ClaimedJob, prediction: Pred
     JOB_STAGE_SECONDS.labels(job.plugin, "decide").observe(time.perf_counter() - started)
     with ctx.db.session() as session:
         written = execution.complete_job(session, job, outcome)
+    if written:
+        drift.observe_prediction(job.plugin, job.model_version, outcome.heads, outcome.decision)
     observe_since_created([job], "total")
     return counted(job, "succeeded" if written else "skipped")
 

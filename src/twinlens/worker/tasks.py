@@ -21,7 +21,8 @@ from twinlens.queue import publish_predict, publish_training, publish_webhook
 from twinlens.services import execution, training, webhooks
 from twinlens.services.execution import LivingWorkers
 from twinlens.services.metrics import JOBS_RECOVERED, OUTBOX_PUBLISHED, WEBHOOK_ATTEMPTS
-from twinlens.worker import pipeline
+from twinlens.worker import batch_tasks, pipeline
+from twinlens.worker import connector_tasks
 from twinlens.worker.batching import BatchRunner
 from twinlens.worker.context import WorkerContext, get_context
 from twinlens.worker.heartbeat import current_worker
@@ -96,7 +97,8 @@ def sweep(
     for delivery_id in due:
         publish_webhook(delivery_id, 0.0)
     return {"lost_worker": lost, "unpublished": unpublished, "requeued": requeued, "republished": len(queued),
-            "deliveries": len(due), **sweep_training(ctx, older)}
+            "deliveries": len(due), **sweep_training(ctx, older), **connector_tasks.sweep_connectors(ctx),
+            "batches_requeued": batch_tasks.recover_batches(ctx, queued_older_than=older)}
 
 
 def _requeue_lost(ctx: WorkerContext, living: LivingWorkers) -> int:
@@ -125,9 +127,12 @@ def sweep_training(ctx: WorkerContext, queued_older_than: float) -> dict[str, in
 
 
 def purge_expired_inputs(context: WorkerContext | None = None) -> int:
+    """Retention: the jobs' inputs (how many jobs), and the bulk batches' rows with them."""
     ctx = context or get_context()
     with ctx.db.session() as session:
-        return execution.purge_expired_inputs(session, ctx.blobs, ctx.settings.retention_days)
+        purged = execution.purge_expired_inputs(session, ctx.blobs, ctx.settings.retention_days)
+    batch_tasks.purge_expired_batches(ctx)
+    return purged
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -141,6 +146,10 @@ def run_training(run_id: str | uuid.UUID, context: WorkerContext | None = None) 
         claimed = training.claim_run(session, uuid.UUID(str(run_id)))
     if claimed is None:
         return None
+    if claimed.kind != "standard":  # the learning loop's runs (corrections, evaluation)
+        from twinlens.worker import learning
+
+        return learning.run_claimed(ctx, claimed)
     log.info("training run %s (attempt %d): plugin %s, data %s -> %s", claimed.id, claimed.attempt,
              claimed.plugin, claimed.data_path, claimed.output_dir)
     try:
@@ -158,15 +167,21 @@ def run_training(run_id: str | uuid.UUID, context: WorkerContext | None = None) 
 def _train(claimed: training.ClaimedRun) -> training.TrainingOutcome:
     from twinlens.contract.plugin import DatasetOptions
     from twinlens.contract.registry import check_schema_matches, get_plugin
-    from twinlens.engine.names import check_engine_names
-    from twinlens.engine.training import train_model  # the engine (torch) loads with the first run
+    from twinlens.engine.names import check_engine_names  # the engine (torch) loads with the first run
 
     plugin = get_plugin(claimed.plugin)
-    spec = ModelSpec.model_validate(claimed.model_spec)
-    config = TrainConfig.model_validate(claimed.train_config)
-    check_engine_names(spec)  # before spending time on the data
+    check_engine_names(ModelSpec.model_validate(claimed.model_spec))  # before spending time on the data
     dataset = plugin.read_dataset(claimed.data_path, DatasetOptions(**claimed.dataset))
     check_schema_matches(plugin, dataset.label_schema)
+    return train_on(plugin, dataset, claimed)
+
+
+def train_on(plugin, dataset, claimed: training.ClaimedRun) -> training.TrainingOutcome:
+    """Train the run's model spec and config on `dataset` (the recipe or one network)."""
+    from twinlens.engine.training import train_model
+
+    spec = ModelSpec.model_validate(claimed.model_spec)
+    config = TrainConfig.model_validate(claimed.train_config)
     if claimed.preset == "auto":
         from twinlens.engine.recipe import RecipeOptions, train_auto
 

@@ -30,6 +30,10 @@ class ModelRepository:
                 return model
         return None
 
+    def active_in_scope(self, plugin: str, tenant_id: uuid.UUID | None) -> ModelVersion | None:
+        """The active version of exactly this scope (no fallback to the global one)."""
+        return self.session.scalar(self._scope(plugin, tenant_id).where(ModelVersion.is_active.is_(True)))
+
     def all_active(self) -> list[ModelVersion]:
         return list(self.session.scalars(select(ModelVersion).where(ModelVersion.is_active.is_(True))))
 

@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 PREDICT_TASK = "twinlens.predict"
 WEBHOOK_TASK = "twinlens.deliver_webhook"
 TRAIN_TASK = "twinlens.train"
+# Helpdesk connector steps (fetch a ticket, write back its decision) are outbound HTTP
+# like webhooks, so they share the webhooks queue (services/connectors_intake.py).
+CONNECTOR_TASK = "twinlens.connector_step"
+# Bulk scoring batches run on the plugin's predict queue, a slice at a time (services/batches.py).
+BATCH_TASK = "twinlens.score_batch"
 # Training has its own queue (and its own workers), so hours of training never hold up
 # predictions, and neither does a slow domain hold up another (one predict queue each).
 TRAINING_QUEUE = "training"
@@ -119,6 +124,45 @@ def publish_training(run_id: uuid.UUID | str) -> None:
         log.warning("no worker in this process; training run %s stays queued until one sweeps it", run_id)
         return
     consumer.submit_training(run_id)
+
+
+def publish_batch(batch_id: uuid.UUID | str, plugin: str) -> None:
+    """Ask a worker to score (the next slice of) one bulk scoring batch."""
+    batch_id = str(batch_id)
+    if _broker_url is not None:
+        _celery_client().send_task(BATCH_TASK, args=[batch_id], queue=predict_queue(plugin), retry_policy=PUBLISH_RETRY_POLICY)
+        return
+    submit = getattr(_local, "submit_batch", None)
+    if submit is None:
+        log.warning("no batch worker in this process; batch %s stays queued until one sweeps it", batch_id)
+        return
+    submit(batch_id)
+
+
+def publish_connector_step(ticket_row_id: uuid.UUID | str, step: str) -> None:
+    """Ask a worker to run one step ("fetch" or "write_back") of a helpdesk ticket."""
+    row_id = str(ticket_row_id)
+    if _broker_url is not None:
+        _celery_client().send_task(CONNECTOR_TASK, args=[row_id, step], queue=WEBHOOK_QUEUE, retry_policy=PUBLISH_RETRY_POLICY)
+        return
+    submit = getattr(_local, "submit_connector_step", None)
+    if submit is None:
+        log.warning("no connector worker in this process; ticket %s waits for a sweep", row_id)
+        return
+    submit(row_id, step)
+
+
+def publish_search_task(task: str, argument: str, plugin: str) -> None:
+    """Ask a worker of the plugin's predict queue (it has the plugin's models loaded) for
+    a short search task: embed a query, or build search indexes (services/search.py)."""
+    if _broker_url is not None:
+        _celery_client().send_task(task, args=[argument], queue=predict_queue(plugin), retry_policy=PUBLISH_RETRY_POLICY)
+        return
+    submit = getattr(_local, "submit_search_task", None)
+    if submit is None:
+        log.warning("no search worker in this process; %s %s is not run", task, argument)
+        return
+    submit(task, argument)
 
 
 def predict_queue(plugin: str) -> str:

@@ -24,6 +24,7 @@ from twinlens.api.routes import audit, subjects
 from twinlens.api.routes import learning
 from twinlens.api.routes import connectors
 from twinlens.api.routes import batches
+from twinlens.api.routes import search
 from twinlens.blobs import LocalBlobStore
 from twinlens.console import install_console
 from twinlens.db.session import Database
@@ -49,6 +50,8 @@ ROUTERS: tuple[tuple[str, APIRouter, str], ...] = (
     ("learning", learning.router, "The learning loop: corrections as data, holdouts, the evaluation gate, promotion and "
                                   "rollback, shadow mode, drift (docs/learning-loop.md)"),
     ("batches", batches.router, "Bulk scoring: a JSONL/CSV file of inputs scored by workers, its progress and answers"),
+    ("search", search.router, "Similar past cases and search by text or image, within the tenant; aligned image-text "
+                              "spaces (docs/search.md)"),
     ("plugins", plugins.router, "Installed plugins and what their jobs take and give"),
     ("keys", keys.router, "API keys and the caller's tenant"),
     ("webhooks", webhook_deliveries.router, "The tenant's webhook deliveries: dead letters and redelivery"),

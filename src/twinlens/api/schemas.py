@@ -6,11 +6,18 @@ nothing the API answers with.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import uuid
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from twinlens.contract.errors import InputError
 from twinlens.contract.plugin import DatasetOptions
+from twinlens.services.alignment import AlignRequest
+from twinlens.services.search import SearchFilters, SearchRequest
 from twinlens.services.training import TrainingRequest
 
 LabelValue = str | list[str] | float
@@ -187,3 +194,61 @@ class RollbackRequest(BaseModel):
 class ShadowCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     share: float = Field(gt=0, le=1, description="Share of the scope's live jobs the challenger also runs on")
+
+
+# -- similar cases and search (services/search.py) ------------------------------------------
+
+
+class SearchFiltersBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str | None = Field(None, min_length=1, max_length=200,
+                              description="Only cases with this label: predicted by any head, or given in a correction")
+    created_from: datetime | None = Field(None, description="Only cases submitted at or after this time")
+    created_to: datetime | None = Field(None, description="Only cases submitted at or before this time")
+    corrected_only: bool = Field(False, description="Only cases a reviewer corrected")
+
+    def to_filters(self) -> SearchFilters:
+        return SearchFilters(label=self.label, created_from=self.created_from, created_to=self.created_to,
+                             corrected_only=self.corrected_only)
+
+
+class SearchCreate(BaseModel):
+    """A text or an image to find past cases with, within the caller's tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+    plugin: str = Field(min_length=1, max_length=100, description="Whose cases: e.g. support_ticket")
+    text: str | None = Field(None, min_length=1, max_length=2000, description='e.g. "a swollen battery lifting the screen"')
+    image: ImageBase64 | None = Field(None, description="Find cases whose photo looks like this one")
+    target: Literal["images", "cases"] | None = Field(
+        None, description="For a text: the cases' photos (needs an aligned image-text space) or their texts. "
+                          "Default: images when the model version has an aligned space, else cases")
+    k: int = Field(10, ge=1, le=1000, description="How many cases (capped by the server)")
+    model_id: uuid.UUID | None = Field(None, description="The model version whose vectors to search; default the active one")
+    filters: SearchFiltersBody = Field(default_factory=SearchFiltersBody)
+
+    def to_request(self) -> SearchRequest:
+        image = None
+        if self.image is not None:
+            try:
+                image = base64.b64decode(self.image.base64, validate=True)
+            except (binascii.Error, ValueError):
+                raise InputError("image.base64", "not valid base64") from None
+        return SearchRequest(plugin=self.plugin, text=self.text, image=image,
+                             media_type=self.image.media_type if self.image is not None else None, target=self.target,
+                             k=self.k, filters=self.filters.to_filters(), model_id=self.model_id)
+
+
+class AlignmentCreate(BaseModel):
+    """Train an aligned image-text space for a model version on the tenant's (photo, text) pairs."""
+
+    model_config = ConfigDict(extra="forbid")
+    data_path: str = Field(min_length=1, max_length=4096, description="Absolute path of a data set the plugin reads (photos and texts)")
+    output_dir: str = Field(min_length=1, max_length=4096, description="Absolute path of the folder the space is written to")
+    model_id: uuid.UUID | None = Field(None, description="The model version to align; default the plugin's active one")
+    text_field: str | None = Field(None, max_length=100, description="The text input to align with the photos; default the first")
+    dim: int = Field(64, ge=2, le=1024, description="Dimensions of the shared space")
+    epochs: int = Field(200, ge=1, le=10_000)
+
+    def to_request(self, plugin: str) -> AlignRequest:
+        return AlignRequest(plugin=plugin, data_path=self.data_path, output_dir=self.output_dir, model_id=self.model_id,
+                            text_field=self.text_field, dim=self.dim, epochs=self.epochs)

@@ -38,6 +38,7 @@ from twinlens.db.repositories.batches import BatchRepository
 from twinlens.db.repositories.erasure import ErasureRepository
 from twinlens.db.repositories.learning import LearningRepository
 from twinlens.db.session import after_commit
+from twinlens.services import case_embeddings
 from twinlens.services.errors import NotFound
 from twinlens.services.keys import Principal
 from twinlens.services.webhooks import event_data
@@ -122,6 +123,7 @@ def forget_job_inputs(session: Session, blobs: BlobStore, job: Job, now: datetim
     if job.result is not None:
         _forget_in_result(job.result, copies, plugin.decision_model() if plugin is not None else None)
     job.inputs_purged_at = now
+    case_embeddings.forget_job(session, job)  # its vectors, and the index files holding copies
     for shadow in LearningRepository(session).shadow_results_of_job(job.id):  # a challenger's decision on it
         shadow.decision = _scrubbed_decision(shadow.decision or {}, copies, plugin.decision_model() if plugin is not None else None)
     for delivery in WebhookRepository(session).for_job(job.id):
@@ -221,6 +223,7 @@ class ErasureCounts:
     feedback: int = 0
     webhook_deliveries: int = 0
     blobs: int = 0
+    embeddings: int = 0  # case vectors of similar-case search (services/case_embeddings.py)
     batch_rows: int = 0  # lines of bulk scoring batches (services/batches.py) that named the subject
     # A whole tenant's deletion only:
     api_keys: int = 0
@@ -233,7 +236,8 @@ class ErasureCounts:
 
     def of_jobs(self) -> dict[str, int]:
         """The counts a subject's erasure has (it deletes no keys, models or runs)."""
-        return {name: getattr(self, name) for name in ("jobs", "results", "feedback", "webhook_deliveries", "blobs", "batch_rows")}
+        return {name: getattr(self, name) for name in ("jobs", "results", "feedback", "webhook_deliveries", "blobs", "embeddings",
+                                                     "batch_rows")}
 
 
 def erase_subject(session: Session, blobs: BlobStore, principal: Principal, subject_ref: str) -> ErasureCounts:
@@ -245,6 +249,7 @@ def erase_subject(session: Session, blobs: BlobStore, principal: Principal, subj
     repo = ErasureRepository(session)
     counts = repo.job_counts(principal.tenant_id, digest)
     used = repo.job_blobs(principal.tenant_id, digest)
+    case_embeddings.forget_indexes(session, principal.tenant_id)  # index files hold copies of the vectors
     repo.delete_jobs(principal.tenant_id, digest)
     batch_rows = BatchRepository(session).delete_subject_rows(principal.tenant_id, digest)
     erased = ErasureCounts(**counts, blobs=_delete_unused_blobs(session, blobs, used), batch_rows=batch_rows)
@@ -265,6 +270,7 @@ def delete_tenant(session: Session, blobs: BlobStore, name: str) -> ErasureCount
     counts = {**repo.job_counts(tenant.id), **repo.tenant_counts(tenant.id), "batches": BatchRepository(session).batches_count(tenant.id)}
     used = repo.job_blobs(tenant.id)
     tenant_id = tenant.id
+    case_embeddings.forget_indexes(session, tenant_id)
     repo.delete_tenant(tenant_id)
     session.expunge(tenant)
     erased = ErasureCounts(**counts, blobs=_delete_unused_blobs(session, blobs, used))

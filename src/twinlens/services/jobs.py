@@ -18,6 +18,7 @@ from twinlens.db.repositories import AuditRepository, JobRepository
 from twinlens.db.session import after_commit
 from twinlens.queue import publish_predict
 from twinlens.services import drift
+from twinlens.services import case_embeddings
 from twinlens.services.errors import Conflict, NotFound, Unprocessable
 from twinlens.services.keys import Principal
 from twinlens.services.models import model_for_new_job
@@ -116,6 +117,7 @@ def delete_job(session: Session, blobs: BlobStore, principal: Principal, job_id:
     repo = JobRepository(session)
     blob = job.input_blob
     shared = blob is not None and repo.blob_referenced_elsewhere(blob, job.id)
+    case_embeddings.forget_indexes(session, job.tenant_id, job.model_version_id)  # its vectors go by cascade; index files too
     repo.delete(job)
     AuditRepository(session).record(
         "job.delete", tenant_id=principal.tenant_id, api_key_id=principal.key_id, target=f"job:{job_id}"

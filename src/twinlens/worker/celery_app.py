@@ -26,9 +26,12 @@ from typing import Any
 
 from celery import Celery, signals
 
-from twinlens.queue import PREDICT_TASK, TRAIN_TASK, WEBHOOK_TASK
+from twinlens.queue import BATCH_TASK, PREDICT_TASK, TRAIN_TASK, WEBHOOK_TASK
 from twinlens.settings import Settings, get_settings
-from twinlens.worker import heartbeat, tasks
+from twinlens.worker import batch_tasks, heartbeat, tasks
+from twinlens.worker import connector_tasks
+from twinlens.services.search import BUILD_INDEXES_TASK, EMBED_QUERY_TASK
+from twinlens.worker import search_tasks
 from twinlens.worker.batching import SHUTTING_DOWN
 from twinlens.worker.context import set_context
 from twinlens.worker.metrics_server import serve_metrics
@@ -72,9 +75,25 @@ def _register_tasks(app: Celery, settings: Settings) -> None:
     def predict(job_ids: list[str]) -> dict[str, int]:
         return tasks.run_predict_jobs(job_ids)
 
+    # A bulk batch, one slice (at most half the task limit) per message: see batch_tasks.py.
+    @app.task(name=BATCH_TASK)
+    def score_batch(batch_id: str) -> dict:
+        return batch_tasks.run_batch(batch_id)
+
+    # Similar-case search on the predict queues: embed a query, build a FAISS index (search_tasks.py).
+    @app.task(name=EMBED_QUERY_TASK)
+    def embed_query(query_id: str) -> str | None:
+        return search_tasks.embed_query(query_id)
+
+    @app.task(name=BUILD_INDEXES_TASK)
+    def build_search_index(scope_key: str) -> int:
+        return search_tasks.build_scope_index(scope_key)
+
     @app.task(name=WEBHOOK_TASK)
     def deliver_webhook(delivery_id: str) -> str | None:
         return tasks.deliver_webhook(delivery_id)
+
+    connector_tasks.register(app)  # helpdesk tickets: fetch and write back (docs/connectors/)
 
     # Training takes hours, not seconds: its own limits (below the visibility timeout too).
     # The soft limit raises inside the run, which then records that it ran out of time.

@@ -19,7 +19,9 @@ from typing import Any
 
 from twinlens import queue
 from twinlens.services.models import active_models
-from twinlens.worker import tasks
+from twinlens.worker import batch_tasks, tasks
+from twinlens.worker import connector_tasks
+from twinlens.worker import search_tasks
 from twinlens.worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,10 @@ class InProcessWorker:
         self._senders = ThreadPoolExecutor(max_workers=webhook_threads, thread_name_prefix="twinlens-webhook")
         self._training: stdlib_queue.Queue[str] = stdlib_queue.Queue()
         self._training_pending: set[str] = set()
+        self._batches: stdlib_queue.Queue[str] = stdlib_queue.Queue()
+        self._batches_pending: set[str] = set()
+        # Search tasks (embed a query, build an index): short, one at a time, never behind predictions.
+        self._search = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twinlens-search")
         self._threads: list[threading.Thread] = []
         self.batches_run = 0
 
@@ -64,12 +70,32 @@ class InProcessWorker:
             heapq.heappush(self._timers, (time.monotonic() + max(0.0, delay_seconds), next(self._timer_seq), delivery_id))
             self._wake.notify()
 
+    def submit_connector_step(self, ticket_row_id: str, step: str) -> None:
+        # Outbound HTTP like a webhook: on the senders' pool, never the prediction thread.
+        self._senders.submit(self._connector_step, ticket_row_id, step)
+
     def submit_training(self, run_id: str) -> None:
         with self._pending_lock:
             if run_id in self._training_pending:  # a sweep re-publishing a run already waiting
                 return
             self._training_pending.add(run_id)
         self._training.put(run_id)
+
+    def submit_batch(self, batch_id: str) -> None:
+        with self._pending_lock:
+            if batch_id in self._batches_pending:  # a sweep re-publishing a batch already waiting
+                return
+            self._batches_pending.add(batch_id)
+        self._batches.put(batch_id)
+
+    def submit_search_task(self, task: str, argument: str) -> None:
+        self._search.submit(self._run_search_task, task, argument)
+
+    def _run_search_task(self, task: str, argument: str) -> None:
+        try:
+            search_tasks.run_search_task(task, argument, self.context)
+        except Exception:
+            log.exception("search task %s %s failed", task, argument)
 
     def health(self) -> dict[str, Any]:
         return {
@@ -87,6 +113,7 @@ class InProcessWorker:
             threading.Thread(target=self._predict_loop, args=(preload,), name="twinlens-predict", daemon=True),
             threading.Thread(target=self._schedule_loop, name="twinlens-scheduler", daemon=True),
             threading.Thread(target=self._training_loop, name="twinlens-training", daemon=True),
+            threading.Thread(target=self._batch_loop, name="twinlens-batches", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -101,6 +128,7 @@ class InProcessWorker:
         for thread in self._threads:
             thread.join(timeout)
         self._senders.shutdown(wait=True, cancel_futures=True)
+        self._search.shutdown(wait=True, cancel_futures=True)
 
     # -- predictions ------------------------------------------------------------------------
     def _predict_loop(self, preload: bool) -> None:
@@ -158,6 +186,20 @@ class InProcessWorker:
             except Exception:  # the run stays running; the sweep fails it once it is overdue
                 log.exception("training run %s failed unexpectedly", run_id)
 
+    # -- bulk batches: their own thread, so a big file never holds up single jobs ----------------
+    def _batch_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batch_id = self._batches.get(timeout=0.2)
+            except stdlib_queue.Empty:
+                continue
+            with self._pending_lock:
+                self._batches_pending.discard(batch_id)
+            try:
+                batch_tasks.run_batch(batch_id, self.context, should_stop=self._stop.is_set)
+            except Exception:  # the batch stays running; the sweep queues it again once its heartbeat is stale
+                log.exception("batch %s failed unexpectedly", batch_id)
+
     # -- webhooks and sweeps --------------------------------------------------------------------
     def _schedule_loop(self) -> None:
         self._run_periodic("sweep", lambda: tasks.sweep(self.context, queued_older_than=0.0))
@@ -186,6 +228,12 @@ class InProcessWorker:
         with self._wake:
             wake_at = min([periodic_due, *(t[0] for t in self._timers[:1])])
             self._wake.wait(timeout=max(0.01, min(1.0, wake_at - time.monotonic())))
+
+    def _connector_step(self, ticket_row_id: str, step: str) -> None:
+        try:
+            connector_tasks.run_connector_step(ticket_row_id, step, self.context)
+        except Exception:  # the row stays at its step; the sweep takes it up again
+            log.exception("connector ticket %s, step %s, failed unexpectedly", ticket_row_id, step)
 
     def _send(self, delivery_id: str) -> None:
         try:

@@ -20,6 +20,7 @@ from twinlens.logging_setup import log_context
 from twinlens.services import drift, execution
 from twinlens.services.execution import ClaimedJob, JobOutcome
 from twinlens.services.metrics import BATCH_SIZE, JOB_STAGE_SECONDS, JOBS_FINISHED
+from twinlens.worker import search_tasks
 from twinlens.worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,8 @@ def finish(ctx: WorkerContext, plugin: Plugin, job: ClaimedJob, prediction: Pred
     JOB_STAGE_SECONDS.labels(job.plugin, "decide").observe(time.perf_counter() - started)
     with ctx.db.session() as session:
         written = execution.complete_job(session, job, outcome)
+        if written:  # the case's vectors, in the result's transaction (similar-case search)
+            search_tasks.store_job_vectors(session, job, prediction)
     if written:
         drift.observe_prediction(job.plugin, job.model_version, outcome.heads, outcome.decision)
     observe_since_created([job], "total")

@@ -23,6 +23,7 @@ from twinlens.services.execution import LivingWorkers
 from twinlens.services.metrics import JOBS_RECOVERED, OUTBOX_PUBLISHED, WEBHOOK_ATTEMPTS
 from twinlens.worker import batch_tasks, pipeline
 from twinlens.worker import connector_tasks
+from twinlens.worker import search_tasks
 from twinlens.worker.batching import BatchRunner
 from twinlens.worker.context import WorkerContext, get_context
 from twinlens.worker.heartbeat import current_worker
@@ -98,7 +99,8 @@ def sweep(
         publish_webhook(delivery_id, 0.0)
     return {"lost_worker": lost, "unpublished": unpublished, "requeued": requeued, "republished": len(queued),
             "deliveries": len(due), **sweep_training(ctx, older), **connector_tasks.sweep_connectors(ctx),
-            "batches_requeued": batch_tasks.recover_batches(ctx, queued_older_than=older)}
+            "batches_requeued": batch_tasks.recover_batches(ctx, queued_older_than=older),
+            "search_index_builds": search_tasks.request_index_builds(ctx)}
 
 
 def _requeue_lost(ctx: WorkerContext, living: LivingWorkers) -> int:
@@ -146,6 +148,8 @@ def run_training(run_id: str | uuid.UUID, context: WorkerContext | None = None) 
         claimed = training.claim_run(session, uuid.UUID(str(run_id)))
     if claimed is None:
         return None
+    if claimed.kind == "align":  # an aligned image-text space (worker/search_tasks.py)
+        return search_tasks.run_align(ctx, claimed)
     if claimed.kind != "standard":  # the learning loop's runs (corrections, evaluation)
         from twinlens.worker import learning
 

@@ -21,6 +21,8 @@ class SubjectErasure(BaseModel):
     feedback: int
     webhook_deliveries: int = Field(description="Webhook deliveries deleted, with their attempt logs")
     blobs: int = Field(description="Stored images deleted (an image another job still uses is kept)")
+    embeddings: int = Field(0, description="Case vectors of similar-case search deleted (with the index files holding them)")
+    batch_rows: int = Field(0, description="Rows of bulk scoring batches deleted (their inputs and answers)")
 
 
 @router.delete(

@@ -1,6 +1,6 @@
 """Queries behind erasure: what a subject's or a tenant's deletion takes with it, and the
 deletion itself. Rows go by bulk DELETE; the foreign keys' ON DELETE CASCADE takes results,
-feedback, webhook deliveries and their attempts with the jobs (and everything with a tenant)."""
+feedback, webhook deliveries and their attempts, and case embeddings with the jobs (and everything with a tenant)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session
 
+from twinlens.db.batch_tables import Batch
+from twinlens.db.embedding_tables import CaseEmbedding
 from twinlens.db.models import ApiKey, Feedback, Job, ModelVersion, Result, Tenant, TrainingRun, WebhookDelivery
 
 
@@ -22,7 +24,8 @@ class ErasureRepository:
         """How many jobs, results, feedback rows and webhook deliveries the scope holds."""
         scope = _job_scope(tenant_id, subject_digest)
         counts = {"jobs": self._count(select(func.count()).select_from(Job).where(*scope))}
-        for name, entity in (("results", Result), ("feedback", Feedback), ("webhook_deliveries", WebhookDelivery)):
+        for name, entity in (("results", Result), ("feedback", Feedback), ("webhook_deliveries", WebhookDelivery),
+                             ("embeddings", CaseEmbedding)):
             query = select(func.count()).select_from(entity).join(Job, Job.id == entity.job_id).where(*scope)
             counts[name] = self._count(query)
         return counts
@@ -54,8 +57,10 @@ class ErasureRepository:
         }
 
     def delete_tenant(self, tenant_id: uuid.UUID) -> None:
-        # Jobs first: results name the tenant's own model versions, which go with the tenant.
+        # Jobs and batches first: results and batches name the tenant's own model versions,
+        # which go with the tenant.
         self.delete_jobs(tenant_id)
+        self.session.execute(delete(Batch).where(Batch.tenant_id == tenant_id).execution_options(synchronize_session=False))
         self.session.execute(delete(Tenant).where(Tenant.id == tenant_id).execution_options(synchronize_session=False))
 
     def _count(self, query) -> int:

@@ -28,22 +28,25 @@ class BodyLimitMiddleware:
     """413 for bodies over the limit: early from Content-Length, else while streaming
     (chunked uploads), before the whole body is ever held in memory."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, bulk_max_bytes: int | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        # A batch upload (POST .../batches) carries a whole file: its own, larger limit.
+        self.bulk_max_bytes = bulk_max_bytes or max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.bulk_max_bytes if scope.get("method") == "POST" and scope["path"].endswith("/batches") else self.max_bytes
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            response = input_problem(413, "body", self._message(declared), instance=scope["path"])
+        if declared is not None and declared > limit:
+            response = input_problem(413, "body", self._message(declared, limit), instance=scope["path"])
             await response(scope, receive, send)
             return
-        await self.app(scope, self._counting(receive), send)
+        await self.app(scope, self._counting(receive, limit), send)
 
-    def _counting(self, receive: Receive) -> Receive:
+    def _counting(self, receive: Receive, limit: int) -> Receive:
         seen = 0
 
         async def counted() -> Message:
@@ -51,16 +54,17 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     # An HTTPException, not an InputError: FastAPI turns anything else raised
                     # while it reads a JSON body into a 400. problems.py names the field.
-                    raise HTTPException(413, self._message(seen))
+                    raise HTTPException(413, self._message(seen, limit))
             return message
 
         return counted
 
-    def _message(self, size: int) -> str:
-        return f"the request body is {size} bytes or more; the limit is {self.max_bytes}"
+    @staticmethod
+    def _message(size: int, limit: int) -> str:
+        return f"the request body is {size} bytes or more; the limit is {limit}"
 
 
 def _content_length(scope: Scope) -> int | None:

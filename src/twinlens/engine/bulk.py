@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,85 @@ def _write(sink, lines: list[dict]) -> None:
     sink.write("".join(json.dumps(json_safe(line), allow_nan=False) + "\n" for line in lines))
     sink.flush()
     os.fsync(sink.fileno())  # a resumed run trusts what is on disk
+
+
+# -- scoring a stream of inputs (the batch API's workers) ----------------------------------
+
+
+@dataclass
+class Scored:
+    """One item of `score_stream`: its answer, or why it could not be scored."""
+
+    item: Any
+    answer: dict[str, Any] | None = None  # model_version, prediction (every head's probabilities), decision
+    error: dict[str, Any] | None = None  # field, reason
+
+
+def score_stream(plugin: Plugin, predictor: Any, items: Iterable[Any], load: Callable[[Any], RawInput],
+                 options: BulkOptions | None = None) -> Iterator[list[Scored]]:
+    """Score `items` in batches of `options.batch_size`, yielding each batch's answers in
+    order. `load(item)` gives the item's RawInput; it and the plugin's `prepare` run on
+    threads one batch ahead of the model, as in `score_file`. An item that fails to load or
+    prepare (any exception) fails alone; `items` is read lazily, a batch at a time."""
+    options = options or BulkOptions()
+
+    def prepare(item: Any) -> Scored | tuple[Any, Any, Any]:
+        try:
+            sample = plugin.prepare(load(item))
+            return item, predictor.preprocess(sample), sample
+        except TwinLensError as error:
+            return Scored(item, error={"field": getattr(error, "field", None), "reason": getattr(error, "reason", str(error))})
+        except Exception as error:  # a bug or a corrupt input in one row must not stop the others
+            return Scored(item, error={"field": None, "reason": f"preprocessing failed: {error.__class__.__name__}: {error}"})
+
+    with ThreadPoolExecutor(max(1, options.threads)) as pool:
+        for prepared in _prefetched_lazily(pool, items, prepare, options.batch_size):
+            yield _score_prepared(plugin, predictor, prepared, options)
+
+
+def _prefetched_lazily(pool: ThreadPoolExecutor, items: Iterable[Any], prepare: Callable[[Any], Any], size: int) -> Iterator[list]:
+    source = iter(items)
+    pending = [pool.submit(prepare, item) for item in islice(source, size)]
+    while pending:
+        current = pending
+        pending = [pool.submit(prepare, item) for item in islice(source, size)]
+        yield [future.result() for future in current]
+
+
+def _score_prepared(plugin: Plugin, predictor: Any, prepared: list, options: BulkOptions) -> list[Scored]:
+    from twinlens.engine.predictor import sample_extras
+
+    ready = [entry for entry in prepared if not isinstance(entry, Scored)]
+    predictions = _predict_each_alone_on_failure(predictor, [encoded for _, encoded, _ in ready], options)
+    answers: dict[int, Scored] = {}
+    for (item, _, sample), prediction in zip(ready, predictions):
+        answers[id(item)] = _answer(plugin, item, sample, prediction, sample_extras)
+    return [entry if isinstance(entry, Scored) else answers[id(entry[0])] for entry in prepared]
+
+
+def _predict_each_alone_on_failure(predictor: Any, encoded: list, options: BulkOptions) -> list:
+    """One model call for the batch; if it fails, one call per item, so one bad input
+    fails only itself (its entry is then the exception)."""
+    if not encoded:
+        return []
+    try:
+        return predictor.predict_encoded(encoded, contributions=options.contributions, batch_size=options.batch_size)
+    except Exception:
+        alone = []
+        for item in encoded:
+            try:
+                alone.append(predictor.predict_encoded([item], contributions=options.contributions)[0])
+            except Exception as error:
+                alone.append(error)
+        return alone
+
+
+def _answer(plugin: Plugin, item: Any, sample: Any, prediction: Any, extras: Callable[[Any], dict]) -> Scored:
+    if isinstance(prediction, Exception):
+        return Scored(item, error={"field": None, "reason": f"the model failed on this input: {prediction.__class__.__name__}: {prediction}"})
+    prediction.extras.update(extras(sample))
+    try:
+        decision = plugin.decide(prediction)
+    except Exception as error:
+        return Scored(item, error={"field": None, "reason": f"the plugin's decision failed: {error.__class__.__name__}: {error}"})
+    return Scored(item, answer={"model_version": prediction.model_version, "prediction": prediction.to_dict(), "decision": decision})

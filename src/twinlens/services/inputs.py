@@ -52,6 +52,15 @@ def validate_inputs(plugin: Plugin, submitted: SubmittedInputs, settings: Settin
     return RawInput(image_bytes=submitted.image_bytes, media_type=media_type, texts=texts, metadata=dict(submitted.metadata))
 
 
+def check_texts_and_metadata(plugin: Plugin, texts: dict[str, str | None], metadata: Any, settings: Settings) -> dict[str, str | None]:
+    """The text and metadata checks of `validate_inputs` alone (a batch row whose image is
+    fetched later, by the worker); returns the cleaned texts."""
+    schema = plugin.input_schema()
+    cleaned = _check_texts(schema, texts, settings.max_text_chars)
+    _check_metadata(schema, metadata, settings.max_metadata_bytes)
+    return cleaned
+
+
 def _check_texts(schema: InputSchema, texts: dict[str, str | None], max_chars: int) -> dict[str, str | None]:
     known = {text.name: text for text in schema.texts}
     unknown = sorted(set(texts) - set(known))

@@ -183,12 +183,14 @@ def test_cancel_stops_a_batch_and_delete_forgets_it(live):
 
 
 def test_retention_purges_a_finished_batch_rows_and_answers(live):
-    strings = {"text": planted("batchtext"), "note": planted("batchnote")}
+    strings = {"text": planted("batchtext"), "note": planted("batchnote"), "row_id": planted("rowid"), "bad": planted("bad")}
     with live.client(live.new_tenant_key()) as client:
-        batch = _upload(client, _jsonl([{"text": f"the screen says {strings['text']}", "metadata": {"note": strings["note"]}},
-                                        {"text": "a small red square"}])).json()
-        assert _wait_batch(client, batch["id"])["rows"]["succeeded"] == 2
-        assert found(strings, stored_text(live)) == {"text": strings["text"]}  # the answer's extras quote the text
+        batch = _upload(client, _jsonl([{"id": strings["row_id"], "text": f"the screen says {strings['text']}",
+                                         "metadata": {"note": strings["note"]}},
+                                        {"id": strings["bad"]}])).json()
+        assert _wait_batch(client, batch["id"])["rows"]["succeeded"] == 1
+        # A scored line keeps its answer, not its inputs; the ids are echoed in the results.
+        assert found(strings, stored_text(live)) == {"row_id": strings["row_id"], "bad": strings["bad"]}
         with live.db.session() as session:
             session.get(Batch, uuid.UUID(batch["id"])).finished_at = utcnow() - timedelta(days=live.settings.retention_days + 1)
 
@@ -196,7 +198,8 @@ def test_retention_purges_a_finished_batch_rows_and_answers(live):
 
         assert not found(strings, stored_text(live))
         after = client.get(f"/v1/batches/{batch['id']}").json()
-        assert after["purged_at"] and after["rows"]["succeeded"] == 2  # the counts stay
+        assert after["purged_at"] and after["rows"]["succeeded"] == 1 and after["rows"]["failed"] == 1  # the counts stay
+        assert after["bad_rows"] == []
         assert problem(client.get(f"/v1/batches/{batch['id']}/results"), 410)["detail"]
 
 
@@ -204,9 +207,10 @@ def test_erasing_a_subject_deletes_the_batch_rows_that_named_it(live):
     subject = f"customer-{uuid.uuid4().hex[:8]}"
     secret = planted("subjecttext")
     with live.client(live.new_tenant_key(admin=True)) as client:
-        batch = _upload(client, _jsonl([{"text": f"my order {secret}", "metadata": {"subject_ref": subject}},
+        batch = _upload(client, _jsonl([{"id": secret, "text": "my order", "metadata": {"subject_ref": subject}},
                                         {"text": "someone else entirely"}])).json()
         _wait_batch(client, batch["id"])
+        assert found({"secret": secret}, stored_text(live))
         erased = client.delete(f"/v1/subjects/{subject}")
         assert erased.status_code == 200, erased.text
         assert erased.json()["batch_rows"] == 1

@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     # What runs a model's network in workers: torch, or onnx (the bundle's ONNX graph on
     # onnxruntime, see docs/export.md; a bundle without one falls back to torch with a warning).
     runtime: Literal["torch", "onnx"] = "torch"
+    # Which jobs get an explanation (heatmaps, word weights; docs/explanations.md): review =
+    # those decide() marks needs_review and those asked with ?explain=true; requested =
+    # only the asked ones; all = every job.
+    explain: Literal["review", "requested", "all"] = "review"
+    # Integrated-gradients steps per text field and head (more: smoother, slower).
+    explain_steps: int = Field(16, ge=2, le=256)
     # -- bulk scoring batches (POST /v1/plugins/{name}/batches, docs/bulk.md) ----------------
     # The uploaded JSONL/CSV file's size and row limits; rows per model call; how long one
     # worker task scores a batch before handing it back to the queue (at most half the task

@@ -25,6 +25,7 @@ from twinlens.api.routes import learning
 from twinlens.api.routes import connectors
 from twinlens.api.routes import batches
 from twinlens.api.routes import search
+from twinlens.api.routes import explanations
 from twinlens.blobs import LocalBlobStore
 from twinlens.console import install_console
 from twinlens.db.session import Database
@@ -52,6 +53,8 @@ ROUTERS: tuple[tuple[str, APIRouter, str], ...] = (
     ("batches", batches.router, "Bulk scoring: a JSONL/CSV file of inputs scored by workers, its progress and answers"),
     ("search", search.router, "Similar past cases and search by text or image, within the tenant; aligned image-text "
                               "spaces (docs/search.md)"),
+    ("explanations", explanations.router, "Why a result is what it is: image heatmaps and word weights "
+                                          "(docs/explanations.md)"),
     ("plugins", plugins.router, "Installed plugins and what their jobs take and give"),
     ("keys", keys.router, "API keys and the caller's tenant"),
     ("webhooks", webhook_deliveries.router, "The tenant's webhook deliveries: dead letters and redelivery"),

@@ -115,6 +115,8 @@ class Job(Base):
     # The worker process holding a running job (its heartbeat key names it): when the
     # heartbeat stops, the job is taken back (services/execution.py).
     claimed_by: Mapped[str | None] = mapped_column(String(200))
+    # The request asked for an explanation (?explain=true); needs_review jobs get one anyway.
+    explain: Mapped[bool] = mapped_column(Boolean, default=False)
 
     model_version: Mapped[ModelVersion] = relationship(lazy="joined")
     result: Mapped["Result | None"] = relationship(

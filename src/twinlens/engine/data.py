@@ -21,10 +21,35 @@ from twinlens.contract.spec import ModelSpec
 
 @dataclass
 class EncodedSample:
-    pixels: torch.Tensor | None  # uint8 (3, S, S)
+    pixels: torch.Tensor | None  # uint8 (3, S, S); a multi-image model's first image
     tokens: dict[str, list[int] | None] = field(default_factory=dict)
     # Per text input: hashed n-gram (bucket ids, weights) when the model has a lexical branch.
     lexical: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # A multi-image model (spec.max_images > 1): one entry per image slot, None where the
+    # case has no image in that slot. Empty for single-image models.
+    slots: list[torch.Tensor | None] = field(default_factory=list)
+    # What each slot's image is called in explanations: its view, or "image N" (its
+    # position as sent, from 1); None for empty slots.
+    slot_names: list[str | None] = field(default_factory=list)
+    # The texts the token lists came from (explanations map token weights back to words).
+    texts: dict[str, str | None] = field(default_factory=dict)
+
+
+def assign_slots(views: list[str | None], slot_views: list[str], slots: int) -> list[int | None]:
+    """The slot of each image, in order: a named view takes its slot, the others fill the
+    free slots in order; an image with no free slot left gets None (it is not read).
+    A view this model has no slot for counts as unnamed."""
+    taken: set[int] = set()
+    chosen: list[int | None] = [None] * len(views)
+    for index, view in enumerate(views):
+        if view in slot_views and slot_views.index(view) not in taken:
+            chosen[index] = slot_views.index(view)
+            taken.add(slot_views.index(view))
+    free = [slot for slot in range(slots) if slot not in taken]
+    for index in range(len(views)):
+        if chosen[index] is None and free:
+            chosen[index] = free.pop(0)
+    return chosen
 
 
 class Preprocessor:
@@ -56,14 +81,31 @@ class Preprocessor:
         return list(encoded["input_ids"])
 
     def encode(self, sample: Sample) -> EncodedSample:
-        tokens = {name: self.text(sample.texts.get(name)) for name in self.spec.text_inputs}
+        texts = {name: sample.texts.get(name) for name in self.spec.text_inputs}
+        tokens = {name: self.text(texts[name]) for name in self.spec.text_inputs}
         lexical = {}
         if self.spec.lexical_buckets:
             from twinlens.engine.lexical import hashed_ngrams
 
             lexical = {name: hashed_ngrams(sample.texts[name], self.spec.lexical_buckets)
                        for name in self.spec.text_inputs if tokens[name] is not None}
-        return EncodedSample(self.image(sample.image), tokens, lexical)
+        if self.spec.max_images == 1:
+            return EncodedSample(self.image(sample.image), tokens, lexical, texts=texts)
+        slots, names = self.image_slots(sample)
+        first = next((pixels for pixels in slots if pixels is not None), None)
+        return EncodedSample(first, tokens, lexical, slots=slots, slot_names=names, texts=texts)
+
+    def image_slots(self, sample: Sample) -> tuple[list[torch.Tensor | None], list[str | None]]:
+        """Each slot's resized pixels (None where empty) for a multi-image model, and the
+        name of the image in it (its view, or "image N" by its position as sent)."""
+        images = sample.images
+        views = [sample.view_of(index) for index in range(len(images))]
+        slots: list[torch.Tensor | None] = [None] * self.spec.max_images
+        names: list[str | None] = [None] * self.spec.max_images
+        for index, slot in enumerate(assign_slots(views, self.spec.image_views, self.spec.max_images)):
+            if slot is not None:
+                slots[slot], names[slot] = self.image(images[index]), views[index] or f"image {index + 1}"
+        return slots, names
 
     def encode_many(self, samples: list[Sample], threads: int = 2) -> list[EncodedSample]:
         if len(samples) < 16 or threads <= 1:
@@ -77,13 +119,13 @@ class Preprocessor:
 
 def collate(encoded: list[EncodedSample], pre: Preprocessor, device: torch.device | str = "cpu") -> dict[str, Any]:
     spec = pre.spec
-    present = {"image": torch.tensor([e.pixels is not None for e in encoded])}
-    size = spec.image_encoder.image_size
-    pixels = torch.zeros(len(encoded), 3, size, size, dtype=torch.uint8)
-    for row, item in enumerate(encoded):
-        if item.pixels is not None:
-            pixels[row] = item.pixels
-    inputs: dict[str, dict[str, torch.Tensor]] = {"image": {"pixels": pre.normalise(pixels).to(device)}}
+    if spec.max_images == 1:
+        present = {"image": torch.tensor([e.pixels is not None for e in encoded])}
+        inputs: dict[str, dict[str, torch.Tensor]] = {"image": {"pixels": _pixels(encoded, pre).to(device)}}
+    else:
+        image_inputs = _slot_pixels(encoded, pre)
+        present = {"image": image_inputs["image_mask"].any(1)}
+        inputs = {"image": {key: value.to(device) for key, value in image_inputs.items()}}
     pad_id = pre.tokenizer.pad_token_id or 0
     for name in spec.text_inputs:
         ids = [item.tokens.get(name) for item in encoded]
@@ -92,6 +134,28 @@ def collate(encoded: list[EncodedSample], pre: Preprocessor, device: torch.devic
         if spec.lexical_buckets:
             inputs[name].update(_pad_lexical([item.lexical.get(name) for item in encoded], device))
     return {"present": {m: p.to(device) for m, p in present.items()}, "inputs": inputs}
+
+
+def _pixels(encoded: list[EncodedSample], pre: Preprocessor) -> torch.Tensor:
+    size = pre.spec.image_encoder.image_size
+    pixels = torch.zeros(len(encoded), 3, size, size, dtype=torch.uint8)
+    for row, item in enumerate(encoded):
+        if item.pixels is not None:
+            pixels[row] = item.pixels
+    return pre.normalise(pixels)
+
+
+def _slot_pixels(encoded: list[EncodedSample], pre: Preprocessor) -> dict[str, torch.Tensor]:
+    """(B, K, 3, S, S) normalised pixels of the K image slots, and which slots hold one."""
+    slots, size = pre.spec.max_images, pre.spec.image_encoder.image_size
+    pixels = torch.zeros(len(encoded), slots, 3, size, size, dtype=torch.uint8)
+    mask = torch.zeros(len(encoded), slots, dtype=torch.bool)
+    for row, item in enumerate(encoded):
+        for slot, image in enumerate(item.slots[:slots]):
+            if image is not None:
+                pixels[row, slot], mask[row, slot] = image, True
+    normalised = pre.normalise(pixels.view(-1, 3, size, size)).view(len(encoded), slots, 3, size, size)
+    return {"pixels": normalised, "image_mask": mask}
 
 
 def _pad(sequences: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:

@@ -38,7 +38,7 @@ from twinlens.db.repositories.batches import BatchRepository
 from twinlens.db.repositories.erasure import ErasureRepository
 from twinlens.db.repositories.learning import LearningRepository
 from twinlens.db.session import after_commit
-from twinlens.services import case_embeddings
+from twinlens.services import case_embeddings, explanations
 from twinlens.services.errors import NotFound
 from twinlens.services.keys import Principal
 from twinlens.services.webhooks import event_data
@@ -124,6 +124,7 @@ def forget_job_inputs(session: Session, blobs: BlobStore, job: Job, now: datetim
         _forget_in_result(job.result, copies, plugin.decision_model() if plugin is not None else None)
     job.inputs_purged_at = now
     case_embeddings.forget_job(session, job)  # its vectors, and the index files holding copies
+    explanations.forget_job(session, job.id)  # its words and where its image shows evidence
     for shadow in LearningRepository(session).shadow_results_of_job(job.id):  # a challenger's decision on it
         shadow.decision = _scrubbed_decision(shadow.decision or {}, copies, plugin.decision_model() if plugin is not None else None)
     for delivery in WebhookRepository(session).for_job(job.id):

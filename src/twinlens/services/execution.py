@@ -23,6 +23,7 @@ from twinlens.db.repositories import JobRepository
 from twinlens.db.session import after_commit
 from twinlens.services import erasure
 from twinlens.services.webhooks import enqueue_job_event
+from twinlens.services import connectors_intake
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class ClaimedJob:
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
     attempts: int = 1
+    explain: bool = False  # the request asked for an explanation
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ def _snapshot(job: Job) -> ClaimedJob:
         metadata=dict(job.meta or {}),
         created_at=job.created_at,
         attempts=job.attempts,
+        explain=bool(job.explain),
     )
 
 
@@ -122,6 +125,7 @@ def _announce(session: Session, job_id: uuid.UUID) -> None:
     job = session.get(Job, job_id, populate_existing=True)
     if job is not None:
         enqueue_job_event(session, job)
+        connectors_intake.on_job_finished(session, job)  # a helpdesk ticket's job: its write-back
 
 
 def requeue_stale_jobs(session: Session, stale_after: float, publish) -> int:

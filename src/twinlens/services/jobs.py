@@ -40,6 +40,7 @@ class JobRequest:
     fingerprint: str
     # services/erasure.subject_digest of the caller's metadata.subject_ref, if it named one.
     subject_digest: str | None = None
+    explain: bool = False  # ?explain=true: explain the result whatever the decision
 
 
 def submit_job(session: Session, blobs: BlobStore, principal: Principal, request: JobRequest) -> Submission:
@@ -64,6 +65,7 @@ def submit_job(session: Session, blobs: BlobStore, principal: Principal, request
             idempotency_key=request.idempotency_key,
             request_hash=request.fingerprint,
             subject_digest=request.subject_digest,
+            explain=request.explain,
         )
     )
     job_id, plugin = job.id, job.plugin

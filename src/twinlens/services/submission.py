@@ -43,6 +43,7 @@ class JobSubmission:
     plugin: Plugin
     inputs: SubmittedInputs
     idempotency_key: str | None = None
+    explain: bool = False  # explain the result even when it needs no review
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ def accept_job(
         idempotency_key=submission.idempotency_key,
         fingerprint=request_fingerprint(plugin.name, raw, inputs.webhook_url),
         subject_digest=subject_digest,
+        explain=submission.explain,
     )
     try:
         # A concurrent request with the same Idempotency-Key can win at the insert's flush

@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -566,3 +567,52 @@ class ActivationList(BaseModel):
 
 def gate_report_view(report) -> GateReportView:
     return GateReportView.model_validate(report)
+
+
+# -- explanations (services/explanations.py) ----------------------------------------------------
+
+
+class WordWeightView(BaseModel):
+    text: str = Field(description="A word as the model read it (whitespace-separated)")
+    weight: float = Field(description="Its push towards the head's label, scaled so the field's largest magnitude is 1")
+    start: int = Field(description="Character offset of the word in the text")
+    end: int
+
+
+class HeatmapMeta(BaseModel):
+    rows: int = Field(description="Grid rows (the image encoder's own resolution)")
+    cols: int
+    method: str = Field(description="grad-cam (CNN) or grad-cam on patch tokens (ViT-style)")
+    overlay_url: str = Field(description="The heatmap drawn over the input image, as PNG")
+
+
+class HeadExplanationView(BaseModel):
+    label: str | None = Field(description="The label explained: the predicted (or top) one; null for regression")
+    heatmap: HeatmapMeta | None
+    words: dict[str, list[WordWeightView]] = Field(description="Per text field, the words with their weights")
+
+
+class ExplanationView(BaseModel):
+    job_id: uuid.UUID
+    model_version: str
+    reason: Literal["needs_review", "requested", "setting"]
+    explained_by: str = Field(description="network, ensemble network member, linear member '...', or none")
+    text_method: str | None
+    notes: list[str]
+    heads: dict[str, HeadExplanationView]
+    duration_ms: int = Field(description="What computing it cost the worker")
+    created_at: datetime
+
+
+def explanation_view(row) -> ExplanationView:
+    details = row.details or {}
+    heads = {}
+    for name, head in (details.get("heads") or {}).items():
+        heatmap = head.get("heatmap")
+        meta = None if heatmap is None else HeatmapMeta(
+            **heatmap, overlay_url=f"/v1/jobs/{row.job_id}/heatmap.png?head={quote(name)}")
+        heads[name] = HeadExplanationView(label=head.get("label"), heatmap=meta,
+                                          words={f: [WordWeightView(**w) for w in spans] for f, spans in (head.get("words") or {}).items()})
+    return ExplanationView(job_id=row.job_id, model_version=row.model_version, reason=row.reason,
+                           explained_by=details.get("explained_by", "none"), text_method=details.get("text_method"),
+                           notes=list(details.get("notes") or []), heads=heads, duration_ms=row.duration_ms, created_at=row.created_at)

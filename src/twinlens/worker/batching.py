@@ -138,8 +138,8 @@ class BatchRunner:
 
     def _run_model(self, batch: PreparedBatch) -> None:
         statuses = list(batch.statuses)
-        for job, prediction, extras in pipeline.predict_batch(batch):
-            statuses.append(pipeline.finish(self.ctx, batch.plugin, job, prediction, extras))
+        # One commit for the batch's results (each in its own savepoint), not one per job.
+        statuses += pipeline.finish_batch(self.ctx, batch.plugin, pipeline.predict_batch(batch), batch)
         learning.shadow_later(self.ctx, batch.plugin, [job for job, _, _ in batch.ready])  # challengers, once written
         self.counts["batches"] += 1 if batch.ready else 0
         self._count(statuses)

@@ -15,12 +15,13 @@ from twinlens.blobs import BlobNotFound
 from twinlens.contract.errors import InputError
 from twinlens.contract.plugin import Plugin, RawInput
 from twinlens.contract.prediction import Prediction
+from twinlens.db.availability import database_unavailable
 from twinlens.db.base import utcnow
 from twinlens.logging_setup import log_context
-from twinlens.services import drift, execution
+from twinlens.services import drift, execution, explanations
 from twinlens.services.execution import ClaimedJob, JobOutcome
 from twinlens.services.metrics import BATCH_SIZE, JOB_STAGE_SECONDS, JOBS_FINISHED
-from twinlens.worker import search_tasks
+from twinlens.worker import explaining, search_tasks
 from twinlens.worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ class PreparedBatch:
     predictor: Any
     ready: list[tuple[ClaimedJob, Any, dict[str, Any]]] = field(default_factory=list)  # (job, encoded, extras)
     statuses: list[str] = field(default_factory=list)  # of jobs that already failed
+
+    def encoded_of(self, job: ClaimedJob) -> Any:
+        return next((encoded for ready, encoded, _ in self.ready if ready.id == job.id), None)
 
 
 @in_job_log_context
@@ -94,8 +98,58 @@ def _predict_one(predictor: Any, encoded: Any) -> Any:
         return exc
 
 
-@in_job_log_context
 def finish(ctx: WorkerContext, plugin: Plugin, job: ClaimedJob, prediction: Prediction | Exception, extras: dict[str, Any]) -> str:
+    """Decide and write one job's result (`finish_batch` of one)."""
+    return finish_batch(ctx, plugin, [(job, prediction, extras)])[0]
+
+
+def finish_batch(ctx: WorkerContext, plugin: Plugin, results: Iterable[tuple[ClaimedJob, Prediction | Exception, dict[str, Any]]],
+                 batch: PreparedBatch | None = None) -> list[str]:
+    """`finish` for a whole batch with one commit: every result is written in one
+    transaction, each inside its own savepoint, so a write that fails rolls back (and then
+    fails) only its own job while the batch pays for one commit, not one per job."""
+    statuses: list[str] = []
+    decided: list[tuple[ClaimedJob, Prediction, JobOutcome]] = []
+    for job, prediction, extras in results:
+        outcome = _decided(ctx, plugin, job, prediction, extras)
+        if isinstance(outcome, str):
+            statuses.append(outcome)
+        else:
+            decided.append((job, prediction, outcome))
+    explained = explaining.explain_decided(ctx.settings, batch, decided)  # heatmaps, word weights (by job id)
+    written: dict[Any, bool] = {}  # by job id
+    unwritable: list[tuple[ClaimedJob, Exception]] = []
+    with ctx.db.session() as session:
+        for job, prediction, outcome in decided:
+            try:
+                with session.begin_nested():
+                    written[job.id] = execution.complete_job(session, job, outcome)
+                    if written[job.id]:  # the case's vectors, in the result's transaction (similar-case search)
+                        search_tasks.store_job_vectors(session, job, prediction)
+                        explanations.store(session, job.id, explained.get(job.id))
+            except Exception as exc:  # noqa: BLE001 (its savepoint is rolled back; the others stand)
+                if database_unavailable(exc):
+                    raise  # not this job's fault: the task hands its jobs back (tasks.py)
+                written.pop(job.id, None)
+                unwritable.append((job, exc))
+    for job, prediction, outcome in decided:
+        if job.id not in written:
+            continue
+        with log_context(job_id=str(job.id), model_version=job.model_version):
+            if written[job.id]:
+                drift.observe_prediction(job.plugin, job.model_version, outcome.heads, outcome.decision)
+            observe_since_created([job], "total")
+            statuses.append(counted(job, "succeeded" if written[job.id] else "skipped"))
+    for job, exc in unwritable:
+        log.error("storing the result of job %s failed: %s: %s", job.id, exc.__class__.__name__, exc)
+        statuses.append(fail(ctx, job, f"storing the result failed: {exc.__class__.__name__}"))
+    return statuses
+
+
+@in_job_log_context
+def _decided(ctx: WorkerContext, plugin: Plugin, job: ClaimedJob, prediction: Prediction | Exception,
+             extras: dict[str, Any]) -> JobOutcome | str:
+    """The job's outcome (the plugin's decision), or the failed job's status."""
     if isinstance(prediction, Exception):
         return fail(ctx, job, f"the model failed on this input: {prediction.__class__.__name__}: {prediction}")
     prediction.extras.update(extras)
@@ -106,14 +160,7 @@ def finish(ctx: WorkerContext, plugin: Plugin, job: ClaimedJob, prediction: Pred
         log.exception("decide() failed for job %s", job.id)
         return fail(ctx, job, f"the plugin's decision failed: {exc.__class__.__name__}: {exc}")
     JOB_STAGE_SECONDS.labels(job.plugin, "decide").observe(time.perf_counter() - started)
-    with ctx.db.session() as session:
-        written = execution.complete_job(session, job, outcome)
-        if written:  # the case's vectors, in the result's transaction (similar-case search)
-            search_tasks.store_job_vectors(session, job, prediction)
-    if written:
-        drift.observe_prediction(job.plugin, job.model_version, outcome.heads, outcome.decision)
-    observe_since_created([job], "total")
-    return counted(job, "succeeded" if written else "skipped")
+    return outcome
 
 
 @in_job_log_context

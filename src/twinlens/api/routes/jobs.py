@@ -55,9 +55,10 @@ async def create_job(
     settings: SettingsDep,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_QUERY, description="Seconds to wait for the result (capped by the server)")] = 0,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+    explain: Annotated[bool, Query(description="Also explain the result (heatmaps, word weights) when it needs no review")] = False,
 ) -> JobView:
     inputs = await read_job_request(request, plugin, settings)
-    submission = JobSubmission(plugin=plugin, inputs=inputs, idempotency_key=idempotency_key)
+    submission = JobSubmission(plugin=plugin, inputs=inputs, idempotency_key=idempotency_key, explain=explain)
     submitted = await submit_job_request(session, db, blobs, settings, principal, submission, wait_seconds=wait)
     if not submitted.created:
         response.headers["Idempotent-Replayed"] = "true"

@@ -48,6 +48,7 @@ def tree_copy(tmp_path: Path) -> Path:
     ("twinlens/contract/schema.py", "import torch", "The contract imports nothing above it"),
     ("twinlens_support_ticket/dataset.py", "import twinlens.generic.reader", "One plugin never imports another"),
     ("twinlens_chest_xray/labels.py", "import twinlens.db.models", "Plugins import the contract"),
+    ("twinlens/connectors/zendesk.py", "import twinlens.worker.tasks", "Helpdesk connectors import the contract"),
 ])
 def test_a_planted_violation_breaks_its_contract(tree_copy: Path, module: str, planted: str, broken: str):
     target = tree_copy / module

@@ -240,3 +240,32 @@ def connector_view(row: Connector) -> ConnectorView:
         credential_names=list(options.get("credential_names") or []), intake_path=intake_path(row),
         created_at=row.created_at, updated_at=row.updated_at,
     )
+
+
+# -- the operator (CLI): no API key, acting for a named tenant ------------------------------------
+def operator_for(session: Session, tenant_name: str) -> Principal:
+    """The CLI acts as the tenant's admin: the operator has the database at hand anyway."""
+    tenant = TenantRepository(session).by_name(tenant_name)
+    if tenant is None:
+        raise NotFound(f"no tenant {tenant_name!r} (make one with `twinlens keys create --tenant {tenant_name}`)")
+    return Principal(tenant_id=tenant.id, tenant_name=tenant.name, key_id=None, is_admin=True)  # type: ignore[arg-type]
+
+
+def find_connector(session: Session, principal: Principal, reference: str) -> Connector:
+    """A connector of the tenant by id or by name."""
+    repo = ConnectorRepository(session)
+    try:
+        row = repo.get_for_tenant(uuid.UUID(reference), principal.tenant_id)
+    except ValueError:
+        row = repo.by_name(principal.tenant_id, reference)
+    if row is None:
+        raise NotFound(f"tenant {principal.tenant_name!r} has no connector {reference!r}")
+    return row
+
+
+def configure(session: Session, principal: Principal, box: SecretBox, options: ConnectorOptions) -> tuple[Connector, bool]:
+    """Create the named connector, or change it when the tenant has one of that name; (row, created)."""
+    existing = ConnectorRepository(session).by_name(principal.tenant_id, (options.name or "").strip())
+    if existing is None:
+        return create_connector(session, principal, box, options), True
+    return update_connector(session, principal, box, existing.id, options), False

@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin
@@ -45,6 +46,7 @@ class CallRecord:
     status_code: int | None
     error: str | None
     duration_ms: float
+    at: datetime  # when the call began (the log is written after the step)
 
 
 @dataclass
@@ -177,8 +179,9 @@ class GuardedTransport:
 
     def _record(self, kind: str, method: str, url: str, ticket_id: str | None, attempt: int, status: int | None,
                 error: str | None, started: float) -> None:
-        self.records.append(CallRecord(kind, method, _shown(url), ticket_id, attempt, status, error,
-                                       (time.perf_counter() - started) * 1000.0))
+        elapsed = time.perf_counter() - started
+        self.records.append(CallRecord(kind, method, _shown(url), ticket_id, attempt, status, error, elapsed * 1000.0,
+                                       utcnow() - timedelta(seconds=elapsed)))
 
 
 def read_capped(response: httpx.Response, max_bytes: int) -> bytes:

@@ -313,7 +313,8 @@ def _write_records(session: Session, claimed: Claimed, records: list[CallRecord]
         repo.add_event(ConnectorEvent(
             connector_id=claimed.config.id, tenant_id=claimed.config.tenant_id, ticket_row_id=claimed.row_id,
             ticket_id=record.ticket_id or claimed.ticket_id, kind=record.kind, method=record.method, url=record.url,
-            status_code=record.status_code, attempt=record.attempt, duration_ms=round(record.duration_ms, 2), error=record.error))
+            status_code=record.status_code, attempt=record.attempt, duration_ms=round(record.duration_ms, 2), error=record.error,
+            created_at=record.at))
     records.clear()
 
 

@@ -57,7 +57,12 @@ class Correction:
         """Raises BlobNotFound when the image is gone."""
         image = blobs.get(self.job.input_blob) if self.job.input_blob else None
         return RawInput(image_bytes=image, media_type=self.job.input_media_type, texts=dict(self.job.texts or {}),
-                        metadata=dict(self.job.meta or {}))
+                        metadata=caller_metadata(self.job.meta))
+
+
+def caller_metadata(meta: dict[str, Any] | None) -> dict[str, Any]:
+    """The metadata the caller sent: keys starting with `$` are the service's own."""
+    return {key: value for key, value in (meta or {}).items() if not key.startswith("$")}
 
 
 def _top(head: dict[str, Any]) -> Any:

@@ -68,6 +68,7 @@ def test_demo_trains_serves_and_prints_sample_results(tmp_path):
     out = result.stdout
     assert "yet: training one on" in out and "held-out" in out and "sample jobs right" in out
     assert re.search(r"serving on http://127\.0\.0\.1:\d+", out)
+    assert re.search(r"Web console, logged in as tenant demo .*: http://127\.0\.0\.1:\d+/console/login/[\w-]{40,}\n", out), out
     jobs = re.findall(r"job [0-9a-f]{8} (\w+)\s+(\S+@[0-9a-f]{12})", out)
     assert len(jobs) == 2 and all(status == "succeeded" for status, _ in jobs), out
     assert "decision:" in out

@@ -281,6 +281,8 @@ def demo(
     try:
         console.print(f"[bold]TwinLens[/] serving on {service.url} (docs: {service.url}/docs), plugin [cyan]{chosen}[/], model {model}")
         console.print(f"API key (tenant {DEMO_TENANT}): [green]{key}[/]")
+        console.print(f"Web console, logged in as tenant {DEMO_TENANT} (the link works once, within the hour): "
+                      f"{_console_link(database, service.url, key)}", soft_wrap=True)
         _wait_ready(service.url)
         results = _send_samples(service.url, key, chosen, settings, samples)
         _print_results(console, results)
@@ -378,6 +380,13 @@ def _demo_key(database) -> str:
     with database.session() as session:
         _, plain = keys.create_key(session, DEMO_TENANT, admin=True, name="demo")
     return plain
+
+
+def _console_link(database, url: str, key: str) -> str:
+    from twinlens.services.console_sessions import create_login_link
+
+    with database.session() as session:
+        return f"{url}/console/login/{create_login_link(session, key)}"
 
 
 def _wait_ready(url: str, timeout: float = 120.0) -> None:

@@ -17,7 +17,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from twinlens.api.deps import BlobsDep, DatabaseDep, SessionDep, SettingsDep
 from twinlens.api.job_requests import part_limit
-from twinlens.console.pages import ConsoleRoute, page
+from twinlens.console.pages import ConsoleRoute, error_page, page
 from twinlens.console.security import (
     CSRF_FIELD, LoginDep, check_form_csrf, check_login_csrf, clear_session_cookie, new_login_csrf, set_login_csrf_cookie,
     set_session_cookie,
@@ -25,6 +25,7 @@ from twinlens.console.security import (
 from twinlens.contract.errors import InputError
 from twinlens.contract.registry import get_plugin
 from twinlens.services import console_models, console_sessions, review
+from twinlens.services.errors import Unauthorized
 from twinlens.services.inputs import SubmittedInputs
 from twinlens.services.plugins import installed_plugins
 from twinlens.services.review import QueueQuery
@@ -65,8 +66,12 @@ async def login(request: Request, session: SessionDep) -> Response:
 
 @router.get("/login/{token}")
 def login_link(request: Request, session: SessionDep, token: Annotated[str, Path(max_length=200)]) -> Response:
-    """A one-time link (`twinlens demo` prints one): opens a session, then the queue."""
-    session_token, _ = console_sessions.login_with_link(session, token)
+    """A one-time link (`twinlens demo` prints one): opens a session, then the queue. A
+    used or expired link says so (rather than sending the browser to the login form)."""
+    try:
+        session_token, _ = console_sessions.login_with_link(session, token)
+    except Unauthorized as exc:
+        return error_page(request, 401, exc.detail)
     response = RedirectResponse(HOME, status_code=303)
     set_session_cookie(response, request, session_token)
     return response
@@ -98,9 +103,9 @@ def next_case(request: Request, login: LoginDep, session: SessionDep) -> Redirec
 
 # -- a case ---------------------------------------------------------------------------------
 @router.get("/cases/{job_id}")
-def case_page(request: Request, job_id: uuid.UUID, login: LoginDep, session: SessionDep) -> Response:
+def case_page(request: Request, job_id: uuid.UUID, login: LoginDep, session: SessionDep, settings: SettingsDep) -> Response:
     _, query_string = _queue_query(request.query_params)
-    case = review.case_view(session, login, job_id)
+    case = review.case_view(session, login, job_id, settings)
     history = review.recent_history(session, login)
     return page(request, "case.html", {"login": login, "case": case, "recent": history, "query_string": query_string,
                                        "filters": _filters(request.query_params)})
@@ -113,6 +118,12 @@ def case_image(job_id: uuid.UUID, login: LoginDep, session: SessionDep, blobs: B
         return Response(status_code=404)
     digest, media_type = found
     return FileResponse(blobs.path_for(digest), media_type=media_type)
+
+
+@router.get("/cases/{job_id}/heatmap.png")
+def case_heatmap(job_id: uuid.UUID, login: LoginDep, session: SessionDep, blobs: BlobsDep,
+                 head: Annotated[str, Query(min_length=1, max_length=100)]) -> Response:
+    return Response(review.case_heatmap(session, blobs, login, job_id, head), media_type="image/png")
 
 
 @router.post("/cases/{job_id}/review")
@@ -173,10 +184,54 @@ async def submit_case(
 
 
 # -- models ---------------------------------------------------------------------------------
+MODEL_NOTICES = {
+    "promoted": "Promoted: it is the champion now; new jobs use it.",
+    "blocked": "The evaluation gate blocked the promotion; nothing changed. Its report is listed with the version.",
+    "rolled_back": "Rolled back: the previous champion is the champion again.",
+    "shadow": "Shadow settings saved.",
+}
+
+
 @router.get("/models")
 def models_page(request: Request, login: LoginDep, session: SessionDep) -> Response:
     overview = console_models.model_overview(session, login.principal)
-    return page(request, "models.html", {"login": login, "overview": overview})
+    notice = next((text for key, text in MODEL_NOTICES.items() if key in request.query_params), None)
+    return page(request, "models.html", {"login": login, "overview": overview, "notice": notice})
+
+
+@router.post("/models/{model_id}/promote")
+async def promote_model(request: Request, model_id: uuid.UUID, login: LoginDep, session: SessionDep,
+                        settings: SettingsDep) -> Response:
+    form = await _read_form(request)
+    check_form_csrf(login, form)
+    promotion = await run_in_threadpool(console_models.promote, session, login.principal, model_id, settings,
+                                        force=_text(form, "force") == "on", reason=_text(form, "reason").strip() or None)
+    # A blocked attempt is answered normally too, so its gate report is committed (as the API does).
+    return RedirectResponse("/console/models?" + ("promoted=1" if promotion.promoted else "blocked=1"), status_code=303)
+
+
+@router.post("/models/{model_id}/rollback")
+async def rollback_model(request: Request, model_id: uuid.UUID, login: LoginDep, session: SessionDep) -> Response:
+    form = await _read_form(request)
+    check_form_csrf(login, form)
+    await run_in_threadpool(console_models.rollback, session, login.principal, model_id, _text(form, "reason").strip() or None)
+    return RedirectResponse("/console/models?rolled_back=1", status_code=303)
+
+
+@router.post("/models/{model_id}/shadow")
+async def shadow_model(request: Request, model_id: uuid.UUID, login: LoginDep, session: SessionDep) -> Response:
+    form = await _read_form(request)
+    check_form_csrf(login, form)
+    share = None if _text(form, "stop") else _share(_text(form, "share"))
+    await run_in_threadpool(console_models.set_shadow, session, login.principal, model_id, share)
+    return RedirectResponse("/console/models?shadow=1", status_code=303)
+
+
+def _share(value: str) -> float:
+    try:
+        return float(value) / 100.0
+    except ValueError:
+        raise InputError("share", "a percentage of live jobs, e.g. 20") from None
 
 
 # -- helpers --------------------------------------------------------------------------------

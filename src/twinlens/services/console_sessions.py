@@ -76,14 +76,13 @@ def login_with_link(session: Session, link_token: str) -> tuple[str, ConsoleLogi
     return _open_session(session, _principal(key), via="link")
 
 
-def create_login_link(session: Session, api_key_id: uuid.UUID) -> str:
-    """A one-time link token for a key (the operator's function: `twinlens demo`)."""
-    key = ConsoleRepository(session).key(api_key_id)
-    if key is None or key.revoked_at is not None:
-        raise Unauthorized("no usable API key to make a login link for")
+def create_login_link(session: Session, api_key: str) -> str:
+    """A one-time login link token for a key (the operator's function: `twinlens demo`
+    prints the link); the link opens a session of that key once, within the hour."""
+    principal = keys.authenticate(session, api_key)
     token = secrets.token_urlsafe(32)
     ConsoleRepository(session).add(ConsoleLoginLink(
-        token_hash=token_hash(token), api_key_id=key.id, expires_at=utcnow() + LOGIN_LINK_LIFETIME))
+        token_hash=token_hash(token), api_key_id=principal.key_id, expires_at=utcnow() + LOGIN_LINK_LIFETIME))
     return token
 
 

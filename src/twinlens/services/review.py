@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from twinlens.blobs import BlobStore
 from twinlens.contract.errors import InputError
 from twinlens.contract.schema import LabelSchema
 from twinlens.db.base import utcnow
@@ -22,15 +23,18 @@ from twinlens.db.console_tables import ConsoleReviewAction
 from twinlens.db.models import Feedback, Job, JOB_STATUSES, WebhookDelivery
 from twinlens.db.repositories import AuditRepository
 from twinlens.db.repositories.console import ConsoleRepository, QueueFilter
-from twinlens.services import jobs, webhooks
+from twinlens.services import explanations, jobs, search, webhooks
 from twinlens.services.console_sessions import ConsoleLogin
-from twinlens.services.errors import Conflict
+from twinlens.services.errors import Conflict, NotFound
+from twinlens.services.views import ExplanationView
+from twinlens.settings import Settings
 
 # The queue is ordered in Python (a head's confidence sits in JSON whose shape depends on
 # the plugin): it looks at this many of the newest candidates.
 QUEUE_WINDOW = 2000
 QUEUE_PAGE = 50
 HISTORY_SHOWN = 10
+SIMILAR_SHOWN = 5
 
 
 # -- the queue ------------------------------------------------------------------------------
@@ -223,7 +227,7 @@ class CaseView:
 BROWSER_IMAGES = ("image/png", "image/jpeg", "image/webp")
 
 
-def case_view(session: Session, login: ConsoleLogin, job_id: uuid.UUID) -> CaseView:
+def case_view(session: Session, login: ConsoleLogin, job_id: uuid.UUID, settings: Settings) -> CaseView:
     job = jobs.get_job(session, login.principal, job_id)  # another tenant's job is a 404
     result = job.result
     decision = result.decision if result else {}
@@ -251,7 +255,89 @@ def case_view(session: Session, login: ConsoleLogin, job_id: uuid.UUID) -> CaseV
             feedback=feedback,
             actions=ConsoleRepository(session).actions_for_job(login.principal.tenant_id, job.id),
         ),
+        extras=_case_extras(session, login, job, settings) if job.status == "succeeded" else {},
     )
+
+
+def _case_extras(session: Session, login: ConsoleLogin, job: Job, settings: Settings) -> dict[str, Any]:
+    """What the other services add to a finished case: similar past cases, and the
+    explanation of its first head (heatmap, word weights) when the worker made one."""
+    extras: dict[str, Any] = {"similar": similar_cases(session, login, job, settings)}
+    try:
+        explanation = explanations.get_explanation(session, login.principal, job.id)
+    except NotFound:  # the job did not need review and did not ask for one
+        return extras
+    head = _explained_head(job, explanation)
+    if head is None:
+        return extras
+    explained = explanation.heads[head]
+    extras["explained"] = {"head": head, "label": explained.label, "by": explanation.explained_by}
+    if explained.heatmap is not None and job.input_media_type in BROWSER_IMAGES and job.inputs_purged_at is None:
+        extras["heatmap_head"] = head
+    texts = job.texts or {}
+    extras["word_weights"] = {name: weighted_tokens(texts[name], [(w.start, w.end, w.weight) for w in words])
+                              for name, words in explained.words.items() if texts.get(name) and words}
+    return extras
+
+
+def _explained_head(job: Job, explanation: ExplanationView) -> str | None:
+    """The head the correction keys work on (the label schema's first) if it was explained."""
+    order = [task.name for task in LabelSchema.model_validate(job.model_version.label_schema).tasks]
+    explained = [name for name in order if name in explanation.heads] + sorted(set(explanation.heads) - set(order))
+    return explained[0] if explained else None
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+    weight: float = 0.0
+    level: str = ""  # p1..p3 (pushes towards the label), n1..n3 (against); "" unmarked
+
+
+# Weights are scaled so a field's strongest word is +-1; these are the shading steps.
+WEIGHT_STEPS = ((0.66, "3"), (0.33, "2"), (0.1, "1"))
+
+
+def weighted_tokens(text: str, spans: list[tuple[int, int, float]]) -> list[Token]:
+    """The text cut into its weighted words and the text between them, in order."""
+    tokens: list[Token] = []
+    cursor = 0
+    for start, end, weight in sorted(spans):
+        if start < cursor or end > len(text) or start >= end:
+            continue  # an overlapping or out-of-range span: leave that stretch unmarked
+        if start > cursor:
+            tokens.append(Token(text[cursor:start]))
+        step = next((name for floor, name in WEIGHT_STEPS if abs(weight) >= floor), "")
+        tokens.append(Token(text[start:end], weight, f"{'p' if weight > 0 else 'n'}{step}" if step else ""))
+        cursor = end
+    if cursor < len(text):
+        tokens.append(Token(text[cursor:]))
+    return tokens
+
+
+@dataclass(frozen=True)
+class SimilarCase:
+    job_id: uuid.UUID
+    score: float
+    final_labels: dict[str, Any]
+    corrected: bool  # final_labels are a reviewer's correction, not the model's answer
+
+
+def similar_cases(session: Session, login: ConsoleLogin, job: Job, settings: Settings) -> list[SimilarCase]:
+    """The case's nearest past cases (services/search.py) with their final labels: the
+    latest correction where a reviewer gave one, else what the model said. A case without
+    vectors (run before search existed, purged) has none."""
+    try:
+        found = search.similar_cases(session, login.principal, job.id, SIMILAR_SHOWN, settings)
+    except Conflict:
+        return []
+    return [SimilarCase(case.job_id, case.score, case.correction.labels if case.correction and case.correction.labels else case.labels,
+                        bool(case.correction and case.correction.labels)) for case in found.data]
+
+
+def case_heatmap(session: Session, blobs: BlobStore, login: ConsoleLogin, job_id: uuid.UUID, head: str) -> bytes:
+    """A head's heatmap drawn over the case's image (services/explanations.py draws it)."""
+    return explanations.heatmap_overlay(session, blobs, login.principal, job_id, head)
 
 
 def case_image(session: Session, login: ConsoleLogin, job_id: uuid.UUID) -> tuple[str, str] | None:

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
 
     # -- limits -------------------------------------------------------------------------
     max_upload_bytes: int = 20 * 1024 * 1024
+    # All images of one job together (a job of several images; each stays <= max_upload_bytes).
+    max_images_total_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     max_text_chars: int = 20_000
     max_wait_seconds: float = 30.0
@@ -106,6 +108,12 @@ class Settings(BaseSettings):
     explain: Literal["review", "requested", "all"] = "review"
     # Integrated-gradients steps per text field and head (more: smoother, slower).
     explain_steps: int = Field(16, ge=2, le=256)
+    # Zero-shot answers (a plugin with label descriptions and no active model): generated
+    # samples each head's temperature is fitted on, once per plugin version (cached under
+    # data_dir/zero-shot); 0 keeps the fixed tempering. A local CLIP-style model folder
+    # adds the photo as evidence (docs/explanations.md, "Zero-shot in the service").
+    zero_shot_calibration_rows: int = Field(60, ge=0, le=5000)
+    zero_shot_clip_model: str | None = None
     # -- bulk scoring batches (POST /v1/plugins/{name}/batches, docs/bulk.md) ----------------
     # The uploaded JSONL/CSV file's size and row limits; rows per model call; how long one
     # worker task scores a batch before handing it back to the queue (at most half the task
@@ -304,7 +312,8 @@ class Settings(BaseSettings):
     @property
     def max_request_bytes(self) -> int:
         """Whole-request ceiling: the image as base64 (4/3) plus texts and form overhead."""
-        return self.max_upload_bytes * 4 // 3 + self.max_text_chars * 4 + self.max_metadata_bytes + 64 * 1024
+        images = max(self.max_upload_bytes, self.max_images_total_bytes)
+        return images * 4 // 3 + self.max_text_chars * 4 + self.max_metadata_bytes + 64 * 1024
 
     @property
     def max_bulk_request_bytes(self) -> int:

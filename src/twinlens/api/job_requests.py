@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -27,10 +28,12 @@ from starlette.formparsers import FormParser, MultiPartException, MultiPartParse
 from twinlens.api.schemas import ImageBase64, ImageUrl, JobCreate
 from twinlens.contract.errors import InputError
 from twinlens.contract.plugin import Plugin
-from twinlens.services.inputs import SubmittedInputs
+from twinlens.services.inputs import SubmittedImage, SubmittedInputs
 from twinlens.settings import Settings
 
-FORM_FIELDS = {"image", "metadata", "webhook_url"}
+FORM_FIELDS = {"image", "metadata", "webhook_url", "views"}
+# A part named for its view: `image[lateral]`.
+VIEW_PART = re.compile(r"^image\[([^\[\]]{1,100})\]$")
 # A text part may hold this much even when the limits on texts and metadata are smaller,
 # so that an over-long text is told its character limit rather than a byte limit.
 MIN_PART_BYTES = 1024 * 1024
@@ -48,11 +51,19 @@ async def read_job_request(request: Request, plugin: Plugin, settings: Settings)
 
 async def _from_form(request: Request, content_type: str, plugin: Plugin, settings: Settings) -> SubmittedInputs:
     text_names = set(plugin.input_schema().text_names)
-    form = await _parse_form(request, content_type, max_fields=len(text_names) + 8, max_part_bytes=part_limit(settings))
+    most = max_images(plugin)
+    # One file more than the plugin takes is parsed, so the answer names the plugin's limit.
+    form = await _parse_form(request, content_type, max_fields=len(text_names) + 8, max_part_bytes=part_limit(settings),
+                             max_files=most + 1, plugin=plugin)
     try:
         return await _inputs_from_form(form, text_names, settings)
     finally:
         await form.close()
+
+
+def max_images(plugin: Plugin) -> int:
+    image = plugin.input_schema().image
+    return image.max_images if image is not None else 1
 
 
 def part_limit(settings: Settings) -> int:
@@ -60,34 +71,76 @@ def part_limit(settings: Settings) -> int:
     return max(MIN_PART_BYTES, settings.max_text_chars * 4 + settings.max_metadata_bytes)
 
 
-async def _parse_form(request: Request, content_type: str, *, max_fields: int, max_part_bytes: int) -> FormData:
+async def _parse_form(request: Request, content_type: str, *, max_fields: int, max_part_bytes: int,
+                      max_files: int = 1, plugin: Plugin | None = None) -> FormData:
     try:
         if content_type == "multipart/form-data":
-            parser = StrictMultiPartParser(request.headers, request.stream(), max_files=1, max_fields=max_fields,
+            parser = StrictMultiPartParser(request.headers, request.stream(), max_files=max_files, max_fields=max_fields,
                                            max_part_size=max_part_bytes)
         else:
             parser = StrictFormParser(request.headers, request.stream(), max_fields=max_fields, max_part_size=max_part_bytes)
         return await parser.parse()
     except MultiPartException as exc:
+        if plugin is not None and exc.message.startswith("Too many files"):
+            most = max_images(plugin)
+            raise InputError("image", f"more than {max_files} images sent; plugin {plugin.name!r} takes at most "
+                                      f"{most} per job (max_images={most})") from exc
         raise InputError("body", f"not a valid form: {exc.message}") from exc
 
 
 async def _inputs_from_form(form: FormData, text_names: set[str], settings: Settings) -> SubmittedInputs:
-    unknown = sorted(set(form.keys()) - FORM_FIELDS - text_names)
+    unknown = sorted(set(form.keys()) - FORM_FIELDS - text_names - {key for key in form.keys() if VIEW_PART.match(key)})
     if unknown:
-        raise InputError(_named(unknown[0]), f"unknown form field; accepted: {', '.join(sorted(FORM_FIELDS | text_names))}")
+        raise InputError(_named(unknown[0]), f"unknown form field; accepted: {', '.join(sorted(FORM_FIELDS | text_names))}, "
+                                             "image[VIEW]")
     submitted = SubmittedInputs(
         texts={name: _form_text(form.get(name), name) for name in text_names if form.get(name) is not None},
         metadata=_parse_metadata(form.get("metadata")),
         webhook_url=_form_text(form.get("webhook_url"), "webhook_url") or None,
     )
-    image = form.get("image")
-    if isinstance(image, UploadFile):
-        submitted.image_bytes = await image.read(settings.max_upload_bytes + 1)
-        submitted.image_media_type = image.content_type
-    elif image is not None:
-        raise InputError("image", "send the image as a file part (filename and bytes), not a text field", status=415)
+    images = await _form_images(form, settings)
+    if images:
+        first, submitted.more_images = images[0], images[1:]
+        submitted.image_bytes, submitted.image_media_type, submitted.image_view = first.data, first.media_type, first.view
     return submitted
+
+
+async def _form_images(form: FormData, settings: Settings) -> list[SubmittedImage]:
+    """Every `image` part in order (their views from the `views` field, if sent), then the
+    `image[VIEW]` parts."""
+    plain = form.getlist("image")
+    views = _parse_views(form.get("views"), len(plain))
+    images = []
+    for index, part in enumerate(plain):
+        images.append(await _form_image(part, "image" if len(plain) == 1 else f"image[{index}]", views[index], settings))
+    for key in form.keys():
+        if (match := VIEW_PART.match(key)) is not None:
+            for part in form.getlist(key):
+                images.append(await _form_image(part, key, match.group(1), settings))
+    return images
+
+
+async def _form_image(part: Any, field: str, view: str | None, settings: Settings) -> SubmittedImage:
+    if not isinstance(part, UploadFile):
+        raise InputError(field, "send the image as a file part (filename and bytes), not a text field", status=415)
+    return SubmittedImage(await part.read(settings.max_upload_bytes + 1), part.content_type, view=view, field=field)
+
+
+def _parse_views(value: Any, count: int) -> list[str | None]:
+    """`views`: the view of each `image` part, in order, comma-separated (`frontal,lateral`)
+    or a JSON list; an empty entry leaves that image unnamed."""
+    if value is None or value == "":
+        return [None] * count
+    text = _form_text(value, "views") or ""
+    try:
+        names = json.loads(text) if text.lstrip().startswith("[") else text.split(",")
+    except json.JSONDecodeError as exc:
+        raise InputError("views", f"not valid JSON: {exc}") from exc
+    if not isinstance(names, list) or not all(isinstance(name, str) or name is None for name in names):
+        raise InputError("views", "a list of view names")
+    if len(names) != count:
+        raise InputError("views", f"{len(names)} views named for {count} image part(s); name one per image (empty: unnamed)")
+    return [name.strip() or None if isinstance(name, str) else None for name in names]
 
 
 def _form_text(value: Any, name: str) -> str | None:
@@ -120,21 +173,32 @@ async def _from_json(request: Request, settings: Settings) -> SubmittedInputs:
     texts = {name: value for name, value in (body.inputs.model_extra or {}).items()}
     submitted = SubmittedInputs(texts=texts, metadata=body.metadata, webhook_url=body.webhook_url)
     image = body.inputs.image
+    if image is not None and body.inputs.images:
+        raise InputError("inputs.images", "send one `image` or a list of `images`, not both")
     if isinstance(image, ImageBase64):
         submitted.image_bytes = _decode_base64(image.base64, settings.max_upload_bytes)
-        submitted.image_media_type = image.media_type
+        submitted.image_media_type, submitted.image_view = image.media_type, image.view
     elif isinstance(image, ImageUrl):
-        submitted.image_url = image.url
+        submitted.image_url, submitted.image_view = image.url, image.view
+    submitted.more_images = [_json_image(item, f"inputs.images[{index}]", settings)
+                             for index, item in enumerate(body.inputs.images or [])]
     return submitted
 
 
-def _decode_base64(encoded: str, max_bytes: int) -> bytes:
+def _json_image(item: ImageBase64 | ImageUrl, field: str, settings: Settings) -> SubmittedImage:
+    if isinstance(item, ImageUrl):
+        return SubmittedImage(url=item.url, view=item.view, field=field)
+    return SubmittedImage(_decode_base64(item.base64, settings.max_upload_bytes, f"{field}.base64"), item.media_type,
+                          view=item.view, field=field)
+
+
+def _decode_base64(encoded: str, max_bytes: int, field: str = "inputs.image.base64") -> bytes:
     if len(encoded) * 3 // 4 > max_bytes + 3:
-        raise InputError("inputs.image.base64", f"the image is over the limit of {max_bytes} bytes", status=413)
+        raise InputError(field, f"the image is over the limit of {max_bytes} bytes", status=413)
     try:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InputError("inputs.image.base64", f"not valid base64: {exc}") from exc
+        raise InputError(field, f"not valid base64: {exc}") from exc
 
 
 def _named(field: str) -> str:

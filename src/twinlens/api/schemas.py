@@ -23,15 +23,20 @@ from twinlens.services.training import TrainingRequest
 LabelValue = str | list[str] | float
 
 
+VIEW_DESCRIPTION = "Optional: the view this image is (one of the plugin's `input_schema.image.views`, e.g. lateral)"
+
+
 class ImageBase64(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     base64: str = Field(description="The image bytes, base64-encoded")
     media_type: str | None = Field(None, max_length=100, description="Optional; the bytes are sniffed anyway")
+    view: str | None = Field(None, min_length=1, max_length=100, description=VIEW_DESCRIPTION)
 
 
 class ImageUrl(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     url: str = Field(max_length=2048, description="http(s) URL fetched by the server (public addresses only)")
+    view: str | None = Field(None, min_length=1, max_length=100, description=VIEW_DESCRIPTION)
 
 
 class JobInputs(BaseModel):
@@ -41,6 +46,10 @@ class JobInputs(BaseModel):
     __pydantic_extra__: dict[str, str | None] = Field(init=False)
 
     image: ImageBase64 | ImageUrl | None = None
+    images: list[ImageBase64 | ImageUrl] | None = Field(
+        None, min_length=1, max_length=16,
+        description="Several images of one case (a ticket's photos, a study's views), in order; at most the "
+                    "plugin's `input_schema.image.max_images`. Send `image` or `images`, not both.")
 
 
 class JobCreate(BaseModel):

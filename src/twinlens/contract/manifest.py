@@ -20,6 +20,7 @@ rows are kept and the bad ones listed in `Dataset.skipped`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,12 +112,12 @@ class _RowReader:
         self._decoded: dict[Path, "Image.Image"] = {}
 
     def parse(self, row: Row, errors: list[RowError]) -> _ParsedRow:
-        image = self._image(row, errors)
+        images, views = self._images(row, errors)
         text = self._text(row, errors)
-        if image is None and text is None and not self._input_errors(row, errors):
+        if not images and text is None and not self._input_errors(row, errors):
             errors.append(RowError(row.line, "inputs", "row has neither an image nor text"))
-        sample = Sample(
-            image=image,
+        sample = Sample.of_images(
+            images, views,
             texts={self.text_input: text},
             id=self._row_id(row),
             meta={"line": row.line, "source": str(self.table.path), **self._grouping(row)},
@@ -131,28 +132,35 @@ class _RowReader:
         if column and not label_rules.is_missing(row.values.get(column)):
             found["group"] = str(row.values[column])
         image = row.values.get(self.options.image_col) if self.options.image_col else None
-        if isinstance(image, str) and image.strip():
-            found["image_ref"] = image.strip()
+        entries = image_entries(image) if not label_rules.is_missing(image) else None
+        if entries:
+            found["image_ref"] = "|".join(path for path, _ in entries)
         return found
 
     def _input_errors(self, row: Row, errors: list[RowError]) -> bool:
         names = {self.options.image_col, self.options.text_col}
         return any(error.line == row.line and error.field in names for error in errors)
 
-    def _image(self, row: Row, errors: list[RowError]) -> "Image.Image | None":
+    def _images(self, row: Row, errors: list[RowError]) -> tuple[list["Image.Image"], list[str | None]]:
+        """The row's images with their view names: one path, or a list of several (a JSON
+        list; in CSV also `a.png|b.png`), each a path or {"path": ..., "view": ...}."""
         column = self.options.image_col
         cell = row.values.get(column) if column else None
         if label_rules.is_missing(cell):
-            return None
-        if not isinstance(cell, str):
-            errors.append(RowError(row.line, column, f"expected an image path, got {type(cell).__name__}"))
-            return None
-        try:
-            return self._load(cell.strip())
-        except (OSError, InputError) as exc:
-            reason = exc.reason if isinstance(exc, InputError) else str(exc.strerror or exc)
-            errors.append(RowError(row.line, column, f"{cell.strip()}: {reason}"))
-            return None
+            return [], []
+        entries = image_entries(cell)
+        if entries is None:
+            errors.append(RowError(row.line, column, f"expected an image path or a list of them, got {type(cell).__name__}"))
+            return [], []
+        images, views = [], []
+        for path, view in entries:
+            try:
+                images.append(self._load(path))
+                views.append(view)
+            except (OSError, InputError) as exc:
+                reason = exc.reason if isinstance(exc, InputError) else str(exc.strerror or exc)
+                errors.append(RowError(row.line, column, f"{path}: {reason}"))
+        return images, views
 
     def _load(self, cell: str) -> "Image.Image":
         path = Path(cell)
@@ -184,6 +192,32 @@ class _RowReader:
     def _row_id(row: Row) -> str:
         value = row.values.get("id")
         return str(value) if not label_rules.is_missing(value) else f"line-{row.line}"
+
+
+def image_entries(cell: Any) -> list[tuple[str, str | None]] | None:
+    """(path, view) of each image an image cell names; None when it is not an image cell."""
+    if isinstance(cell, str):
+        text = cell.strip()
+        if text.startswith("["):
+            try:
+                return image_entries(json.loads(text))
+            except json.JSONDecodeError:
+                return None
+        return [(part.strip(), None) for part in text.split("|") if part.strip()]
+    if isinstance(cell, dict):
+        path, view = cell.get("path"), cell.get("view")
+        if isinstance(path, str) and path.strip() and (view is None or isinstance(view, str)):
+            return [(path.strip(), view or None)]
+        return None
+    if isinstance(cell, list):
+        found: list[tuple[str, str | None]] = []
+        for item in cell:
+            entries = image_entries(item) if isinstance(item, (str, dict)) else None
+            if entries is None:
+                return None
+            found.extend(entries)
+        return found
+    return None
 
 
 def _read_labels(

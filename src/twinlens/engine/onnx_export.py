@@ -72,6 +72,7 @@ def export_bundle(src: str | Path, out: str | Path, *, quantize: str | None = No
     src, out = Path(src), Path(out)
     config = read_bundle_config(src)
     network_rel = _network_folder(config)
+    _refuse_multi_image(read_bundle_config(src / network_rel if network_rel else src))
     with staged_bundle_folder(out) as staging:
         shutil.copytree(src, staging, dirs_exist_ok=True)
         network_dir = staging / network_rel if network_rel else staging
@@ -87,6 +88,15 @@ def export_bundle(src: str | Path, out: str | Path, *, quantize: str | None = No
             sealed = seal_config(staging, root)
     final_network = out / network_rel if network_rel else out
     return ExportResult(out, sealed["version"], config["version"], final_network, section)
+
+
+def _refuse_multi_image(network_config: dict[str, Any]) -> None:
+    """The graph takes one image per row; a model of several image slots stays on torch
+    (docs/multi-image.md) rather than being exported to a graph that reads one of them."""
+    slots = (network_config.get("model_spec") or {}).get("max_images", 1)
+    if slots > 1:
+        raise ExportError(f"this model reads up to {slots} images per case; ONNX export supports single-image models "
+                          "only, so it runs on the torch runtime")
 
 
 def _network_folder(config: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from twinlens.contract.schema import Task
 from twinlens.engine.bundle import load_bundle
 from twinlens.engine.data import EncodedSample, Preprocessor
 from twinlens.engine.embeddings import EmbeddingCollector
-from twinlens.engine.inference import infer_logits, infer_masked_logits, pick_device
+from twinlens.engine.inference import IMAGE_SLOT, image_slot_name, infer_logits, infer_masked_logits, pick_device
 from twinlens.engine.reporting import calibrated_outputs
 
 MULTILABEL_THRESHOLD = 0.5
@@ -44,13 +44,20 @@ class EncodedPredicting:
             return []
         present = self._present(encoded)
         vectors = EmbeddingCollector()  # the case embeddings, from the same pass
+        image_shares: list[dict[str, float]] = [{} for _ in encoded]
         if contributions:
-            outputs, without = self.outputs_masked(encoded, contribution_masks(self.spec.modalities, present), batch_size,
+            slots = image_slot_masks(encoded)
+            outputs, without = self.outputs_masked(encoded, contribution_masks(self.spec.modalities, present) + slots, batch_size,
                                                    embeddings=vectors)
+            by_slot = {name: without.pop(name) for name in slots}
             shares = modality_contributions(without, outputs, present, self.label_schema, self.stats)
+            if by_slot:
+                image_shares = image_contributions(by_slot, outputs, encoded, self.label_schema, self.stats)
         else:
             outputs, shares = self.outputs(encoded, None, batch_size, embeddings=vectors), [{} for _ in encoded]
         predictions = [self._prediction(outputs, row, present[row], shares[row]) for row in range(len(encoded))]
+        for prediction, row_shares in zip(predictions, image_shares):
+            prediction.image_contributions = row_shares
         for prediction, row_vectors in zip(predictions, vectors.rows):
             prediction.embeddings = row_vectors
         return predictions
@@ -145,6 +152,30 @@ def contribution_masks(modalities: list[str], present: list[list[str]]) -> list[
     if not any(len(p) > 1 for p in present):
         return []
     return [m for m in modalities if any(m in p for p in present)]
+
+
+def image_slot_masks(encoded: list[EncodedSample]) -> list[str]:
+    """The image slots to mask one at a time: those filled in some row of two or more images."""
+    several = [e.slots for e in encoded if sum(image is not None for image in e.slots) > 1]
+    if not several:
+        return []
+    return [image_slot_name(slot) for slot in range(len(several[0])) if any(row[slot] is not None for row in several)]
+
+
+def image_contributions(by_slot: dict[str, Any], full, encoded: list[EncodedSample], schema, stats) -> list[dict[str, float]]:
+    """Per row of several images: each image's share of the images' part of the decision
+    (how far the top answers move with that image alone left out), keyed by its name."""
+    drops = {int(name[len(IMAGE_SLOT):]): decision_shift(full, masked, schema, stats) for name, masked in by_slot.items()}
+    rows = []
+    for row, item in enumerate(encoded):
+        filled = [slot for slot, image in enumerate(item.slots) if image is not None]
+        if len(filled) < 2:
+            rows.append({})
+            continue
+        names = [item.slot_names[slot] or f"image {slot + 1}" for slot in filled]
+        shares = _shares(names, {name: float(drops[slot][row]) for name, slot in zip(names, filled) if slot in drops})
+        rows.append(shares)
+    return rows
 
 
 def modality_contributions(without: dict[str, Any], full, present: list[list[str]], schema, stats) -> list[dict[str, float]]:

@@ -116,10 +116,22 @@ class FittedNetwork:
 
 def fit_network(train: Dataset, val: Dataset, spec: ModelSpec, config: TrainConfig, device: str | None = None) -> FittedNetwork:
     seed_everything(config.seed)
+    spec = fit_image_slots(spec, [*train.samples, *val.samples])
     run = _TrainingRun(spec, config, train, val, pick_device(device))
     history = run.fit()
     temperatures = run.calibrate()
     return FittedNetwork(run, history, temperatures, run.report(temperatures), len(train.samples), len(val.samples))
+
+
+def fit_image_slots(spec: ModelSpec, samples: list) -> ModelSpec:
+    """The spec with as many image slots as the data's cases have images, up to the
+    spec's (the plugin's) maximum: single-image data gives the single-image model of old
+    (same parameters, ONNX export), several images per case one slot each."""
+    most = max((len(sample.images) for sample in samples), default=1)
+    slots = max(1, min(spec.max_images, most))
+    if slots == spec.max_images:
+        return spec
+    return spec.model_copy(update={"max_images": slots, "image_views": spec.image_views[:slots]})
 
 
 class _TrainingRun:
@@ -288,7 +300,12 @@ class _TrainingRun:
         if not augment.enabled or "image" not in self.spec.modalities or "image" in batch.get("cached", {}):
             return
         inputs = batch["inputs"]["image"]
-        inputs["pixels"] = augment_pixels(inputs["pixels"], self.pre.mean, self.pre.std, augment, self.generator)
+        pixels = inputs["pixels"]
+        if pixels.dim() == 5:  # several image slots: each image augmented on its own
+            flat = augment_pixels(pixels.flatten(0, 1), self.pre.mean, self.pre.std, augment, self.generator)
+            inputs["pixels"] = flat.view(pixels.shape)
+            return
+        inputs["pixels"] = augment_pixels(pixels, self.pre.mean, self.pre.std, augment, self.generator)
 
     def _modality_dropout(self, present: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Hide present modalities at random, never all of a sample's modalities."""

@@ -23,6 +23,8 @@ from twinlens.generic.sample_data import make_sample_dataset
 DEFAULT_REVIEW_THRESHOLD = 0.6
 REVIEW_THRESHOLD_ENV = "TWINLENS_GENERIC_REVIEW_THRESHOLD"
 TOP_K = 3
+# Images one case may carry; a model gets as many slots as its training cases had.
+MAX_IMAGES = 4
 
 
 def _threshold_from_env() -> float:
@@ -68,7 +70,8 @@ class GenericPlugin(Plugin):
 
     def input_schema(self) -> InputSchema:
         return InputSchema(
-            image=ImageInput(required=False, description="The photo or scan of the item."),
+            image=ImageInput(required=False, max_images=MAX_IMAGES,
+                             description=f"The photos or scans of the item (up to {MAX_IMAGES})."),
             texts=(TextField(name="text", description="The text that came with the image."),),
         )
 

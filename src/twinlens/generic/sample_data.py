@@ -100,3 +100,44 @@ def _draw(shape: str, rgb: tuple[int, int, int], dotted: bool, outlined: bool, r
             x, y = rng.randint(cx - half // 2, cx + half // 2), rng.randint(cy - half // 2, cy + half // 2)
             draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=(250, 250, 250))
     return image, area / (IMAGE_SIDE * IMAGE_SIDE)
+
+
+# -- several images per case ----------------------------------------------------------------
+EVIDENCE_COLOURS = {"red": (205, 40, 40), "blue": (45, 70, 210)}
+
+
+def make_second_image_dataset(out_dir: Path, n: int = 200, seed: int = 0) -> Path:
+    """Rows of two images whose label (``colour``: red/blue) shows only in the second: the
+    first is an overview with a grey square whatever the label, the text says nothing of
+    it. A model reading the first image alone is at chance (docs/multi-image.md)."""
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    rows = []
+    for index in range(n):
+        colour = rng.choice(list(EVIDENCE_COLOURS))
+        paths = []
+        for position, fill in enumerate(((128, 128, 128), EVIDENCE_COLOURS[colour])):
+            relative = f"images/case-{index:04d}-{position + 1}.png"
+            _square(fill, rng).save(out_dir / relative, format="PNG")
+            paths.append(relative)
+        rows.append({"id": f"case-{index:04d}", "image": paths, "text": rng.choice(NEUTRAL_SENTENCES), "colour": colour})
+    manifest = out_dir / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="ascii")
+    return manifest
+
+
+NEUTRAL_SENTENCES = ("Two photos attached.", "See the pictures.", "Photos of the part, please check.", "Close-up second.")
+
+
+def _square(rgb: tuple[int, int, int], rng: random.Random):
+    import numpy as np
+    from PIL import Image
+
+    noise = np.random.default_rng(rng.getrandbits(32))
+    side = 32
+    pixels = noise.normal(140, 25, size=(side, side, 3)).clip(0, 255).astype("uint8")
+    image = Image.fromarray(pixels)
+    x, y = rng.randint(0, side - 14), rng.randint(0, side - 14)
+    image.paste(Image.new("RGB", (14, 14), rgb), (x, y))
+    return image

@@ -36,10 +36,12 @@ from twinlens.db.models import Job, Result
 from twinlens.db.repositories import AuditRepository, JobRepository, TenantRepository, WebhookRepository
 from twinlens.db.repositories.batches import BatchRepository
 from twinlens.db.repositories.erasure import ErasureRepository
+from twinlens.db.repositories.connectors import ConnectorRepository
 from twinlens.db.repositories.learning import LearningRepository
 from twinlens.db.session import after_commit
 from twinlens.services import case_embeddings, explanations
 from twinlens.services.errors import NotFound
+from twinlens.services.job_images import IMAGES_KEY, caller_metadata, job_blobs, listed_blobs
 from twinlens.services.keys import Principal
 from twinlens.services.webhooks import event_data
 
@@ -112,9 +114,10 @@ def forget_job_inputs(session: Session, blobs: BlobStore, job: Job, now: datetim
     that quotes them, and the job as its webhook deliveries carry it."""
     plugin = _plugin_or_none(job.plugin)
     copies = input_copies(job, plugin)
-    blob = job.input_blob
-    if blob is not None and not JobRepository(session).blob_referenced_elsewhere(blob, job.id):
-        after_commit(session, lambda: blobs.delete(blob))
+    repo = JobRepository(session)
+    unshared = sorted(blob for blob in job_blobs(job) if not repo.blob_referenced_elsewhere(blob, job.id))
+    if unshared:
+        after_commit(session, lambda: [blobs.delete(blob) for blob in unshared])
     job.input_blob = None
     job.texts = None
     job.meta = {}
@@ -130,12 +133,13 @@ def forget_job_inputs(session: Session, blobs: BlobStore, job: Job, now: datetim
     for delivery in WebhookRepository(session).for_job(job.id):
         # The event as it would be sent now: the same job, less its inputs.
         delivery.payload = {**delivery.payload, "data": event_data(job)}
+    ConnectorRepository(session).forget_job_copies(job.id, PURGED_REASON)  # a helpdesk ticket's call log
 
 
 def input_copies(job: Job, plugin: Plugin | None) -> InputCopies:
     extras = (job.result.explanation or {}).get("extras", {}) if job.result is not None else {}
     vocabulary = _vocabulary(job, plugin)
-    found = {_normalised(text) for text in _strings_in([job.texts or {}, job.meta or {}, extras])}
+    found = {_normalised(text) for text in _strings_in([job.texts or {}, caller_metadata(job.meta), extras])}
     return InputCopies(inputs=frozenset(found - vocabulary - {""}), vocabulary=vocabulary)
 
 
@@ -249,7 +253,7 @@ def erase_subject(session: Session, blobs: BlobStore, principal: Principal, subj
     digest = subject_digest(principal.tenant_id, check_subject_ref(subject_ref, SUBJECT_REF_KEY))
     repo = ErasureRepository(session)
     counts = repo.job_counts(principal.tenant_id, digest)
-    used = repo.job_blobs(principal.tenant_id, digest)
+    used = repo.job_blobs(principal.tenant_id, digest) | listed_blobs(repo.metadata_containing(IMAGES_KEY, principal.tenant_id, digest))
     case_embeddings.forget_indexes(session, principal.tenant_id)  # index files hold copies of the vectors
     repo.delete_jobs(principal.tenant_id, digest)
     batch_rows = BatchRepository(session).delete_subject_rows(principal.tenant_id, digest)
@@ -269,7 +273,7 @@ def delete_tenant(session: Session, blobs: BlobStore, name: str) -> ErasureCount
         raise NotFound(f"no tenant {name!r}")
     repo = ErasureRepository(session)
     counts = {**repo.job_counts(tenant.id), **repo.tenant_counts(tenant.id), "batches": BatchRepository(session).batches_count(tenant.id)}
-    used = repo.job_blobs(tenant.id)
+    used = repo.job_blobs(tenant.id) | listed_blobs(repo.metadata_containing(IMAGES_KEY, tenant.id))
     tenant_id = tenant.id
     case_embeddings.forget_indexes(session, tenant_id)
     repo.delete_tenant(tenant_id)
@@ -283,7 +287,8 @@ def delete_tenant(session: Session, blobs: BlobStore, name: str) -> ErasureCount
 
 def _delete_unused_blobs(session: Session, blobs: BlobStore, candidates: set[str]) -> int:
     """Delete (once committed) the blobs no remaining job names; how many that is."""
-    unused = candidates - ErasureRepository(session).blobs_still_used(candidates)
+    repo = ErasureRepository(session)
+    unused = candidates - repo.blobs_still_used(candidates) - listed_blobs(repo.metadata_containing(IMAGES_KEY))
     if unused:
         after_commit(session, lambda: [blobs.delete(key) for key in sorted(unused)])
     return len(unused)

@@ -22,6 +22,7 @@ from twinlens.db.models import Job, Result
 from twinlens.db.repositories import JobRepository
 from twinlens.db.session import after_commit
 from twinlens.services import erasure
+from twinlens.services.job_images import StoredImage, caller_metadata, stored_images
 from twinlens.services.webhooks import enqueue_job_event
 from twinlens.services import connectors_intake
 
@@ -42,6 +43,12 @@ class ClaimedJob:
     created_at: datetime | None = None
     attempts: int = 1
     explain: bool = False  # the request asked for an explanation
+    # Every image in order (a job of several images); () for jobs of one or none, which
+    # `input_blob`/`media_type` describe.
+    images: tuple[StoredImage, ...] = ()
+
+    def stored_images(self) -> list[StoredImage]:
+        return list(self.images) or stored_images(self.input_blob, self.media_type, None)
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,8 @@ def _snapshot(job: Job) -> ClaimedJob:
         input_blob=job.input_blob,
         media_type=job.input_media_type,
         texts=dict(job.texts or {}),
-        metadata=dict(job.meta or {}),
+        metadata=caller_metadata(job.meta),
+        images=tuple(stored_images(job.input_blob, job.input_media_type, job.meta)),
         created_at=job.created_at,
         attempts=job.attempts,
         explain=bool(job.explain),

@@ -15,11 +15,13 @@ from twinlens.contract.schema import LabelSchema, Task
 from twinlens.db.base import utcnow
 from twinlens.db.models import Feedback, Job
 from twinlens.db.repositories import AuditRepository, JobRepository
+from twinlens.db.repositories.connectors import ConnectorRepository
 from twinlens.db.session import after_commit
 from twinlens.queue import publish_predict
 from twinlens.services import drift
 from twinlens.services import case_embeddings
 from twinlens.services.errors import Conflict, NotFound, Unprocessable
+from twinlens.services.job_images import job_blobs, store_images
 from twinlens.services.keys import Principal
 from twinlens.services.models import model_for_new_job
 from twinlens.services.paging import PageRequest, next_cursor
@@ -51,16 +53,17 @@ def submit_job(session: Session, blobs: BlobStore, principal: Principal, request
             return Submission(earlier, created=False)
     model = model_for_new_job(session, principal.tenant_id, request.plugin)
     raw = request.raw
+    images, metadata = store_images(blobs, raw)
     job = JobRepository(session).add(
         Job(
             tenant_id=principal.tenant_id,
             plugin=request.plugin,
             model_version_id=model.id,
             status="queued",
-            input_blob=blobs.put(raw.image_bytes) if raw.image_bytes else None,
-            input_media_type=raw.media_type,
+            input_blob=images[0].sha256 if images else None,
+            input_media_type=images[0].media_type if images else None,
             texts=raw.texts,
-            meta=raw.metadata,
+            meta=metadata,
             webhook_url=request.webhook_url,
             idempotency_key=request.idempotency_key,
             request_hash=request.fingerprint,
@@ -117,16 +120,16 @@ def delete_job(session: Session, blobs: BlobStore, principal: Principal, job_id:
     """Delete a job with its result, feedback and deliveries, and purge its inputs now."""
     job = get_job(session, principal, job_id)
     repo = JobRepository(session)
-    blob = job.input_blob
-    shared = blob is not None and repo.blob_referenced_elsewhere(blob, job.id)
+    unshared = sorted(blob for blob in job_blobs(job) if not repo.blob_referenced_elsewhere(blob, job.id))
     case_embeddings.forget_indexes(session, job.tenant_id, job.model_version_id)  # its vectors go by cascade; index files too
+    ConnectorRepository(session).forget_job_copies(job.id, "(removed with the job)")  # its helpdesk call log
     repo.delete(job)
     AuditRepository(session).record(
         "job.delete", tenant_id=principal.tenant_id, api_key_id=principal.key_id, target=f"job:{job_id}"
     )
-    if blob is not None and not shared:
-        # Only once the deletion is durable: a rolled-back delete must keep its input.
-        after_commit(session, lambda: blobs.delete(blob))
+    if unshared:
+        # Only once the deletion is durable: a rolled-back delete must keep its inputs.
+        after_commit(session, lambda: [blobs.delete(blob) for blob in unshared])
 
 
 def add_feedback(

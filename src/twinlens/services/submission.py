@@ -26,7 +26,7 @@ from twinlens.db.models import FINISHED_STATUSES
 from twinlens.db.session import Database
 from twinlens.services import erasure, jobs
 from twinlens.services.fetch import fetch_image
-from twinlens.services.inputs import SubmittedInputs, request_fingerprint, validate_inputs
+from twinlens.services.inputs import SubmittedInputs, check_image_count, request_fingerprint, validate_inputs
 from twinlens.services.keys import Principal
 from twinlens.services.netguard import check_url
 from twinlens.services.views import JobView, job_view
@@ -70,8 +70,13 @@ def accept_job(
 ) -> SubmittedJob:
     """Blocking (network, image decoding, the database): run it in a worker thread."""
     plugin, inputs = submission.plugin, submission.inputs
+    check_image_count(plugin, inputs)  # before fetching any URL
     if inputs.image_url is not None:
         _fetch_url_image(inputs, settings)
+    for image in inputs.more_images:
+        if image.url is not None:
+            fetched = _fetch(image.url, settings)
+            image.data, image.media_type = fetched.data, fetched.media_type
     raw = validate_inputs(plugin, inputs, settings)
     # From the metadata as sent: sanitize may scrub the reference the caller will erase by.
     subject_digest = erasure.subject_digest_of(principal.tenant_id, raw.metadata)
@@ -104,15 +109,19 @@ def accept_job(
 
 
 def _fetch_url_image(inputs: SubmittedInputs, settings: Settings) -> None:
-    fetched = fetch_image(
-        inputs.image_url,
+    fetched = _fetch(inputs.image_url, settings)
+    inputs.image_bytes = fetched.data
+    inputs.image_media_type = fetched.media_type
+
+
+def _fetch(url: str, settings: Settings):
+    return fetch_image(
+        url,
         max_bytes=settings.max_upload_bytes,
         timeout=settings.url_fetch_timeout,
         max_redirects=settings.url_fetch_max_redirects,
         allow_private=settings.allow_private_urls,
     )
-    inputs.image_bytes = fetched.data
-    inputs.image_media_type = fetched.media_type
 
 
 def _idempotency_race_winner(session: Session, principal: Principal, request: jobs.JobRequest) -> JobView | None:

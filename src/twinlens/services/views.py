@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from twinlens.db.batch_tables import Batch
 from twinlens.db.models import ApiKey, Feedback, Job, ModelVersion, Result, TrainingRun, WebhookDelivery
+from twinlens.services.job_images import caller_metadata, stored_images
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 TrainingStatus = Literal["queued", "running", "succeeded", "failed"]
@@ -58,7 +59,8 @@ class JobView(_View):
     started_at: datetime | None
     finished_at: datetime | None
     error: JobError | None
-    inputs: dict[str, Any] = Field(description="What was sent (image digest and type, texts) until purged")
+    inputs: dict[str, Any] = Field(description="What was sent (the first image's digest and type as `image`, every "
+                                               "image with its view as `images`, texts) until purged")
     metadata: dict[str, Any]
     webhook_url: str | None
     result: ResultView | None
@@ -232,7 +234,7 @@ def job_view(job: Job) -> JobView:
         finished_at=job.finished_at,
         error=JobError(**job.error) if job.error else None,
         inputs=_inputs_view(job),
-        metadata=job.meta or {},
+        metadata=caller_metadata(job.meta),
         webhook_url=job.webhook_url,
         result=result_view(job.result) if job.result is not None else None,
     )
@@ -242,7 +244,9 @@ def _inputs_view(job: Job) -> dict[str, Any]:
     if job.inputs_purged_at is not None:
         return {"purged_at": job.inputs_purged_at.isoformat()}
     image = {"sha256": job.input_blob, "media_type": job.input_media_type} if job.input_blob else None
-    return {"image": image, "texts": job.texts or {}}
+    # Every image in order (with its view when named); `image` stays the first one.
+    images = [stored.as_dict() for stored in stored_images(job.input_blob, job.input_media_type, job.meta)]
+    return {"image": image, "images": images, "texts": job.texts or {}}
 
 
 def model_view(model: ModelVersion) -> ModelVersionView:

@@ -13,12 +13,12 @@ from typing import Any
 
 from twinlens.blobs import BlobNotFound
 from twinlens.contract.errors import InputError
-from twinlens.contract.plugin import Plugin, RawInput
+from twinlens.contract.plugin import Plugin
 from twinlens.contract.prediction import Prediction
 from twinlens.db.availability import database_unavailable
 from twinlens.db.base import utcnow
 from twinlens.logging_setup import log_context
-from twinlens.services import drift, execution, explanations
+from twinlens.services import drift, execution, explanations, job_images, zero_shot_models
 from twinlens.services.execution import ClaimedJob, JobOutcome
 from twinlens.services.metrics import BATCH_SIZE, JOB_STAGE_SECONDS, JOBS_FINISHED
 from twinlens.worker import explaining, search_tasks
@@ -58,8 +58,8 @@ def prepare_job(ctx: WorkerContext, plugin: Plugin, predictor: Any, job: Claimed
     run on worker threads. Returns (encoded, extras) or the failed job's status."""
     started = time.perf_counter()
     try:
-        image = ctx.blobs.get(job.input_blob) if job.input_blob else None
-        raw = RawInput(image_bytes=image, media_type=job.media_type, texts=job.texts, metadata=job.metadata)
+        images = [(ctx.blobs.get(image.sha256), image) for image in job.stored_images()]
+        raw = job_images.raw_input(images, job.texts, job.metadata)
         sample = plugin.prepare(raw)
         sample.id = str(job.id)
         encoded = predictor.preprocess(sample)
@@ -155,7 +155,7 @@ def _decided(ctx: WorkerContext, plugin: Plugin, job: ClaimedJob, prediction: Pr
     prediction.extras.update(extras)
     started = time.perf_counter()
     try:
-        outcome = _outcome(plugin.decide(prediction), prediction)
+        outcome = _outcome(zero_shot_models.require_review(plugin.decide(prediction), prediction.zero_shot), prediction)
     except Exception as exc:
         log.exception("decide() failed for job %s", job.id)
         return fail(ctx, job, f"the plugin's decision failed: {exc.__class__.__name__}: {exc}")
@@ -189,6 +189,8 @@ def observe_since_created(jobs: Iterable[ClaimedJob], stage: str) -> None:
 def _outcome(decision: dict[str, Any], prediction: Prediction) -> JobOutcome:
     data = _jsonable(prediction.to_dict())
     explanation = {key: data[key] for key in ("contributions", "inputs_present", "zero_shot", "extras")}
+    if data.get("image_contributions"):  # a case of several images: each image's share
+        explanation["image_contributions"] = data["image_contributions"]
     return JobOutcome(heads=data["heads"], decision=_jsonable(decision), explanation=explanation)
 
 

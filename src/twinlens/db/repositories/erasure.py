@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, Text, cast, delete, func, select
 from sqlalchemy.orm import Session
 
 from twinlens.db.batch_tables import Batch
@@ -33,6 +33,15 @@ class ErasureRepository:
     def job_blobs(self, tenant_id: uuid.UUID, subject_digest: str | None = None) -> set[str]:
         query = select(Job.input_blob).where(*_job_scope(tenant_id, subject_digest), Job.input_blob.is_not(None)).distinct()
         return set(self.session.scalars(query))
+
+    def metadata_containing(self, marker: str, tenant_id: uuid.UUID | None = None,
+                            subject_digest: str | None = None) -> list[dict]:
+        """The stored metadata of jobs (of the scope, or of every tenant) whose JSON holds
+        `marker`: a job of several images lists its blobs there."""
+        query = select(Job.meta).where(cast(Job.meta, Text).contains(marker))
+        if tenant_id is not None:
+            query = query.where(*_job_scope(tenant_id, subject_digest))
+        return [meta for meta in self.session.scalars(query) if isinstance(meta, dict)]
 
     def delete_jobs(self, tenant_id: uuid.UUID, subject_digest: str | None = None) -> int:
         result = self.session.execute(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Text, and_, cast, func, or_, select, update
 
 from twinlens.db.models import FINISHED_STATUSES, Feedback, Job, Result
 from twinlens.db.repositories.tenant_owned import TenantOwnedRepository
@@ -70,8 +70,13 @@ class JobRepository(TenantOwnedRepository[Job]):
         return list(self.session.scalars(query.limit(limit)))
 
     def blob_referenced_elsewhere(self, blob: str, job_id: uuid.UUID) -> bool:
+        """Whether another job names this blob: as its image column or in the list of a
+        job of several images (kept in its metadata JSON; services/job_images.py)."""
         query = select(Job.id).where(Job.input_blob == blob, Job.id != job_id).limit(1)
-        return self.session.scalar(query) is not None
+        if self.session.scalar(query) is not None:
+            return True
+        listed = select(Job.id).where(cast(Job.meta, Text).contains(blob), Job.id != job_id).limit(1)
+        return self.session.scalar(listed) is not None
 
     # -- writes -------------------------------------------------------------------------
     def add(self, job: Job) -> Job:

@@ -19,6 +19,14 @@ class ModalityTokens(NamedTuple):
     tokens: torch.Tensor  # (B, N, D)
     mask: torch.Tensor  # (B, N) bool, True where a token is real
     present: torch.Tensor  # (B,) bool, False where the modality is missing
+    # The modality as one vector (B, D) when it is not the mean of its tokens: several
+    # images pooled by learned attention. None: pooled fusions take the masked mean.
+    pooled: torch.Tensor | None = None
+
+
+def pooled_vector(features: ModalityTokens) -> torch.Tensor:
+    """One vector per row: the modality's own pooling if it has one, else the masked mean."""
+    return features.pooled if features.pooled is not None else masked_mean(features.tokens, features.mask)
 
 
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -41,7 +49,7 @@ class Fusion(nn.Module):
         raise NotImplementedError
 
     def pooled(self, features: dict[str, ModalityTokens]) -> list[torch.Tensor]:
-        return [masked_mean(features[m].tokens, features[m].mask) for m in self.modalities]
+        return [pooled_vector(features[m]) for m in self.modalities]
 
 
 FUSIONS: dict[str, type[Fusion]] = {}

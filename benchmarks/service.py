@@ -7,7 +7,10 @@ Starts a private redis-server, the API (`twinlens serve`) and one `twinlens work
 loopback against a fresh PostgreSQL database (127.0.0.1:5432), with the generic plugin's
 default model (resnet18 + the pretrained MiniLM) trained for one epoch on its sample set.
 Prints: preprocessing and raw predictor throughput, end-to-end throughput with batching on
-and off, p50/p95/p99 latency at concurrency 1, 8 and 32, the average batch size, and the
+and off, p50/p95/p99 latency at concurrency 1, 8 and 32, the API overhead per job at
+concurrency 1 (each POST timed alone while the worker is idle: the time the API process
+spends on a job, excluding the model; with the API's own server-side mean from /metrics),
+the worker's mean time per stage (from its /metrics), the average batch size, and the
 ratios batching-on/off and end-to-end/raw. Figures only: no thresholds are asserted.
 """
 
@@ -31,7 +34,7 @@ import psycopg
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "service"))
-from fleet import Fleet, RedisServer  # noqa: E402  (the same harness the fleet tests use)
+from fleet import Fleet, RedisServer, free_port  # noqa: E402  (the same harness the fleet tests use)
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 
@@ -128,6 +131,47 @@ def latencies(fleet: Fleet, inputs, concurrency: int, count: int) -> list[float]
     return [seconds for _, seconds, _ in results]
 
 
+def api_overhead(fleet: Fleet, inputs, count: int) -> tuple[list[float], float]:
+    """Concurrency 1, one job at a time: the POST (no wait) is timed alone and the result
+    awaited before the next, so the worker is idle while the API works. Returns the client
+    times and the API's server-side mean for the route (its /metrics histogram)."""
+    route = ("POST", "/v1/plugins/{name}/jobs")
+    before = scrape(f"{fleet.url}/metrics", "twinlens_http_request_seconds", route)
+    times = []
+    with fleet.client() as client:
+        for i in range(count):
+            job_id, seconds, _ = submit(client, inputs[i % len(inputs)])
+            times.append(seconds)
+            wait_done(fleet, [job_id])
+    after = scrape(f"{fleet.url}/metrics", "twinlens_http_request_seconds", route)
+    jobs = after["count"] - before["count"]
+    return times, (after["sum"] - before["sum"]) / jobs if jobs else float("nan")
+
+
+def scrape(url: str, name: str, labels: tuple[str, ...]) -> dict[str, float]:
+    """Sum and count of one histogram series (its label values in order) from /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from fleet import ADMIN_KEY
+
+    text = httpx.get(url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=10).text
+    found = {"sum": 0.0, "count": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in (f"{name}_sum", f"{name}_count") and tuple(sample.labels.values()) == labels:
+                found[sample.name.rsplit("_", 1)[1]] = sample.value
+    return found
+
+
+def worker_stages(port: int) -> dict[str, float]:
+    """The worker's mean seconds per job stage so far (its own /metrics)."""
+    stages = {}
+    for stage in ("queue_wait", "prepare", "predict", "decide", "total"):
+        figures = scrape(f"http://127.0.0.1:{port}/metrics", "twinlens_job_stage_seconds", ("generic", stage))
+        stages[stage] = figures["sum"] / figures["count"] if figures["count"] else float("nan")
+    return stages
+
+
 def batch_average(log: Path) -> float:
     text = log.read_text(errors="replace")
     tasks = re.findall(r"'succeeded': (\d+), 'failed': (\d+), 'skipped': \d+, 'batches': (\d+)", text)
@@ -145,7 +189,8 @@ def run_fleet(root: Path, database_url: str, bundle: Path, args, batch: int, nam
     env = {"TWINLENS_BATCH_MAX_SIZE": str(batch), "TWINLENS_BATCH_MAX_DELAY_MS": str(args.delay_ms if batch > 1 else 0),
            "OMP_NUM_THREADS": str(args.torch_threads), "TWINLENS_JOB_STALE_AFTER_SECONDS": "600",
            "TWINLENS_TASK_TIME_LIMIT_SECONDS": "120", "TWINLENS_BROKER_VISIBILITY_TIMEOUT_SECONDS": "900",
-           "TWINLENS_BATCH_DRAIN_SECONDS": "20", "TWINLENS_SWEEP_INTERVAL_SECONDS": "30"}
+           "TWINLENS_BATCH_DRAIN_SECONDS": "20", "TWINLENS_SWEEP_INTERVAL_SECONDS": "30",
+           "TWINLENS_WORKER_METRICS_PORT": str(args.worker_metrics_port)}
     fleet = Fleet(root / name, database_url, redis, extra_env=env)
     (root / name).mkdir(parents=True, exist_ok=True)
     fleet.start_api()
@@ -167,6 +212,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="max batch size with batching on")
     parser.add_argument("--delay-ms", type=float, default=10.0)
     parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--overhead-jobs", type=int, default=24, help="jobs timed one at a time for the API overhead")
+    parser.add_argument("--worker-metrics-port", type=int, default=free_port())
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     root = Path(tempfile.mkdtemp(prefix="twinlens-bench-"))
@@ -202,6 +249,12 @@ def report(root, database_url, bundle, args, inputs, raw_best, best) -> None:
                     print(f"latency at concurrency {concurrency:>2} ({count} jobs): p50 {percentile(values, 50):7.0f} ms  "
                           f"p95 {percentile(values, 95):7.0f} ms  p99 {percentile(values, 99):7.0f} ms")
                 print(f"average batch size (batching on):                       {batch_average(fleet.root / 'worker-bench.log'):7.2f}")
+                stages = worker_stages(args.worker_metrics_port)
+                print("worker mean per job (s): " + ", ".join(f"{stage} {seconds:.4f}" for stage, seconds in stages.items())
+                      + "  (predict and decide: per batch / per job as observed)")
+                times, server_mean = api_overhead(fleet, inputs, args.overhead_jobs)
+                print(f"API overhead per job at concurrency 1 ({len(times)} POSTs, no model): p50 {percentile(times, 50):6.1f} ms  "
+                      f"p95 {percentile(times, 95):6.1f} ms  (server-side mean {server_mean * 1000:6.1f} ms; target p50 <= 10 ms)")
         finally:
             fleet.close()
             redis.stop()

@@ -41,7 +41,10 @@ def generated(live, tmp_path_factory) -> typing.Iterator[Generated]:
     (work / "openapi.json").write_text(json.dumps(document))
     package = f"twinlens_client_{live.backend}"  # one per backend: both are imported in one process
     # No post hooks: the generated code needs no formatter to run.
-    (work / "config.yaml").write_text(f"post_hooks: []\npackage_name_override: {package}\n")
+    # JSON Lines (a batch's results, application/x-ndjson) has no type the generator knows:
+    # its client reads that answer as text.
+    (work / "config.yaml").write_text(f"post_hooks: []\npackage_name_override: {package}\n"
+                                      "content_type_overrides:\n  application/x-ndjson: text/plain\n")
     result = subprocess.run(
         [GENERATOR, "generate", "--path", str(work / "openapi.json"), "--output-path", str(work / package),
          "--config", str(work / "config.yaml"), "--meta", "none"],

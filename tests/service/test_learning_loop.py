@@ -99,11 +99,11 @@ def _wait_shadowed(fleet: Fleet, model_id: str, count: int, timeout: float = 60.
 def test_corrections_train_a_candidate_the_gate_judges_promotes_and_rolls_back(loop_fleet, tmp_path_factory):
     fleet, plugin = loop_fleet, GenericPlugin()
     data = tmp_path_factory.mktemp("loop-data")
+    fleet.start_worker("all", "predict.generic,training")  # it starts while the champion trains here
     champion_bundle = train_sample_model("generic", data / "champion", rows=40, tiny=True, preset="auto", time_limit=10)
     base = plugin.make_sample_dataset(data / "base", n=100, seed=5)
     holdout = plugin.make_sample_dataset(data / "holdout", n=60, seed=99)
     live_samples = plugin.read_dataset(plugin.make_sample_dataset(data / "live", n=24, seed=7)).samples
-    fleet.start_worker("all", "predict.generic,training")
     with fleet.client() as client:
         response = client.post("/v1/models", json={"bundle_path": str(champion_bundle), "activate": True})
         assert response.status_code == 201, response.text

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from twinlens.blobs import BlobNotFound, BlobStore
 from twinlens.contract.errors import InputError
+from twinlens.contract.plugin import RawInput
 from twinlens.contract.registry import get_plugin
 from twinlens.db.learning_tables import Holdout, ModelEvaluation
 from twinlens.db.models import ModelVersion, TrainingRun
@@ -152,10 +153,7 @@ def _audit_holdout(session: Session, principal: Principal | None, holdout: Holdo
 @dataclass(frozen=True)
 class HoldoutExample:
     id: str
-    image_bytes: bytes | None
-    media_type: str | None
-    texts: dict[str, Any]
-    metadata: dict[str, Any]
+    raw: RawInput  # the job's stored inputs
     labels: dict[str, Any]
 
 
@@ -188,7 +186,7 @@ def holdout_data(session: Session, blobs: BlobStore, holdout_id: uuid.UUID) -> H
             raw = item.raw_input(blobs)
         except BlobNotFound:
             continue
-        examples.append(HoldoutExample(str(item.job.id), raw.image_bytes, raw.media_type, raw.texts, raw.metadata, item.labels))
+        examples.append(HoldoutExample(str(item.job.id), raw, item.labels))
     return HoldoutData(holdout.id, holdout.version, holdout.plugin, None, examples, holdout.size - len(examples))
 
 

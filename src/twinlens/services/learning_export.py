@@ -32,6 +32,7 @@ from twinlens.contract.plugin import ExportedExample, Plugin, RawInput
 from twinlens.contract.registry import get_plugin
 from twinlens.db.models import Feedback, Job
 from twinlens.db.repositories.learning import LearningRepository
+from twinlens.services import job_images
 
 IMAGE_SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "application/dicom": ".dcm"}
 
@@ -54,15 +55,11 @@ class Correction:
         return {name: _top(head) for name, head in (heads or {}).items()}
 
     def raw_input(self, blobs: BlobStore) -> RawInput:
-        """Raises BlobNotFound when the image is gone."""
-        image = blobs.get(self.job.input_blob) if self.job.input_blob else None
-        return RawInput(image_bytes=image, media_type=self.job.input_media_type, texts=dict(self.job.texts or {}),
-                        metadata=caller_metadata(self.job.meta))
-
-
-def caller_metadata(meta: dict[str, Any] | None) -> dict[str, Any]:
-    """The metadata the caller sent: keys starting with `$` are the service's own."""
-    return {key: value for key, value in (meta or {}).items() if not key.startswith("$")}
+        """Every stored image with the texts and the caller's metadata; raises BlobNotFound
+        when an image is gone."""
+        stored = job_images.stored_images(self.job.input_blob, self.job.input_media_type, self.job.meta)
+        return job_images.raw_input([(blobs.get(image.sha256), image) for image in stored], dict(self.job.texts or {}),
+                                    self.job.meta or {})
 
 
 def _top(head: dict[str, Any]) -> Any:

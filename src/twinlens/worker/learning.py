@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from twinlens.contract.errors import TwinLensError
-from twinlens.contract.plugin import Dataset, DatasetOptions, Plugin, RawInput
+from twinlens.contract.plugin import Dataset, DatasetOptions, Plugin
 from twinlens.contract.registry import check_schema_matches, get_plugin
 from twinlens.contract.sample import Sample
 from twinlens.contract.schema import LabelSchema
-from twinlens.services import learning, learning_metrics, shadow, training
+from twinlens.services import job_images, learning, learning_metrics, shadow, training
 from twinlens.services.execution import ClaimedJob
 from twinlens.worker.context import WorkerContext
 
@@ -177,9 +177,7 @@ def _holdout_samples(plugin: Plugin, holdout: learning.HoldoutData, schema: Labe
         return read_for_schema(plugin, holdout.data_path, options, schema).samples
     samples = []
     for example in holdout.examples:
-        raw = RawInput(image_bytes=example.image_bytes, media_type=example.media_type, texts=example.texts,
-                       metadata=example.metadata)
-        sample = plugin.prepare(raw)
+        sample = plugin.prepare(example.raw)
         sample.id, sample.labels = example.id, dict(example.labels)
         samples.append(sample)
     return samples
@@ -208,8 +206,8 @@ def run_shadow(ctx: WorkerContext, plugin: Plugin, jobs: list[ClaimedJob]) -> in
         job = by_id[task.job_id]
         predictor = ctx.models.get(task.challenger_id, task.bundle_path, task.challenger_version)
         started = time.perf_counter()
-        image = ctx.blobs.get(job.input_blob) if job.input_blob else None
-        sample = plugin.prepare(RawInput(image_bytes=image, media_type=job.media_type, texts=job.texts, metadata=job.metadata))
+        images = [(ctx.blobs.get(image.sha256), image) for image in job.stored_images()]
+        sample = plugin.prepare(job_images.raw_input(images, job.texts, job.metadata))
         prediction = predictor.predict_encoded([predictor.preprocess(sample)], contributions=False)[0]
         prediction.extras.update(sample.meta.get("extras", {}))
         decision = plugin.decide(prediction)

@@ -14,14 +14,19 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 from fake_helpdesks import (  # noqa: F401  (fixtures)
     FakeZendesk, connector_bundle, connector_service, wait_for, zendesk, zendesk_created_event, zendesk_headers,
 )
 from service_helpers import png_bytes, problem
+from sqlalchemy import inspect, text
 
 from twinlens.contract.registry import get_plugin
+from twinlens.db.base import utcnow
+from twinlens.db.models import Job
+from twinlens.worker import tasks
 
 SECRET = "zd-signing-secret-4b7e0a1f"
 FAULT_FIELD, SEVERITY_FIELD, TEAM_FIELD = 360001, 360002, 360003
@@ -253,3 +258,30 @@ def test_an_attachment_on_a_foreign_host_is_refused_and_logged_on_the_ticket(con
         _written(zendesk, second)
     (fetched,) = zendesk.calls("GET", r"/attachments/.*")
     assert "authorization" not in fetched.headers
+
+
+def test_the_retention_purge_leaves_no_copy_of_the_tickets_text(connector_service, zendesk):
+    """The connector's tables keep ticket ids, calls and outcomes, never the ticket's words:
+    once the job's inputs are purged, no table holds them."""
+    key = connector_service.tenant_with_model()
+    planted = f"zq{uuid.uuid4().hex[:12]}"
+    with connector_service.client(key) as client:
+        connector = _connector(client, zendesk)
+        url = zendesk.attachment_url(f"{planted}.png", png_bytes((64, 64), seed=99))
+        ticket_id = zendesk.add_ticket(f"Subject {planted}", f"The screen is shattered, serial {planted}",
+                                       attachments=[zendesk.attachment(url, f"{planted}.png")])
+        _deliver(client, connector, zendesk_created_event(ticket_id))
+        _written(zendesk, ticket_id)
+        _finished(client, connector, ticket_id)
+        (job,) = _jobs(client)
+    assert planted in _every_row(connector_service), "the planted string never reached storage: the search proves nothing"
+    with connector_service.database.session() as session:
+        session.get(Job, uuid.UUID(job["id"])).finished_at = utcnow() - timedelta(days=400)
+    assert tasks.purge_expired_inputs(connector_service.service.worker.context) >= 1
+    assert planted not in _every_row(connector_service)
+
+
+def _every_row(connector_service) -> str:
+    with connector_service.database.engine.connect() as connection:
+        tables = inspect(connection).get_table_names()
+        return "\n".join(repr(tuple(row)) for table in tables for row in connection.execute(text(f'SELECT * FROM "{table}"')))

@@ -14,6 +14,13 @@ from twinlens.db.connector_tables import Connector, ConnectorEvent, ConnectorTic
 from twinlens.db.repositories.pagination import Key, KeysetPage, filter_given, keyset_page
 
 
+def _host_only(url: str | None) -> str | None:
+    if not url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}/" if rest else None
+
+
 class ConnectorRepository:
     def __init__(self, session: Session):
         self.session = session
@@ -95,6 +102,18 @@ class ConnectorRepository:
 
     def ticket_for_job(self, job_id: uuid.UUID) -> ConnectorTicket | None:
         return self.session.scalar(select(ConnectorTicket).where(ConnectorTicket.job_id == job_id))
+
+    def forget_job_copies(self, job_id: uuid.UUID, reason: str) -> int:
+        """A job's inputs are forgotten: so are the helpdesk URLs (they name the attachment
+        files) and the errors its ticket's events logged; the rest of the log (kinds,
+        methods, statuses, times) stays. How many events were scrubbed."""
+        rows = select(ConnectorTicket.id).where(ConnectorTicket.job_id == job_id)
+        events = list(self.session.scalars(select(ConnectorEvent).where(ConnectorEvent.ticket_row_id.in_(rows))))
+        for event in events:
+            event.url = _host_only(event.url)
+            event.error = reason if event.error else None
+        self.session.flush()
+        return len(events)
 
     # -- events -----------------------------------------------------------------------------
     def add_event(self, event: ConnectorEvent) -> ConnectorEvent:

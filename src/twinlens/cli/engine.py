@@ -20,7 +20,7 @@ from twinlens.cli.datasets import read_data, read_for_schema
 from twinlens.cli.options import dataset_options, load_spec_file, model_spec, train_config
 from twinlens.cli.render import console, print_candidates, print_members, print_prediction, print_report
 from twinlens.contract.errors import InputError
-from twinlens.contract.plugin import Plugin, RawInput
+from twinlens.contract.plugin import Plugin, RawImage, RawInput
 from twinlens.contract.registry import get_plugin
 from twinlens.contract.schema import LabelSchema
 from twinlens.contract.spec import ModelSpec
@@ -187,7 +187,9 @@ def _check_modalities(used: list[str] | None, known: list[str]) -> None:
 @user_errors
 def predict(
     model: Annotated[Path, typer.Option("--model", help="Model bundle folder.")],
-    image: Annotated[Optional[Path], typer.Option("--image", help="Image file.")] = None,
+    image: Annotated[Optional[list[str]], typer.Option(
+        "--image", help="Image file; repeat it for a case of several images (up to the plugin's max_images), "
+                        "VIEW=FILE names the image's view (e.g. lateral=side.dcm).")] = None,
     text: Annotated[Optional[str], typer.Option("--text", help="Text; goes to the plugin's first text input.")] = None,
     field: Annotated[Optional[list[str]], typer.Option("--field", help="NAME=VALUE for a named text input or metadata field; repeatable.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object {prediction, decision, model}.")] = False,
@@ -256,7 +258,7 @@ def _predict_file(model: Path, plugin: Plugin, data: Path, out: Path | None, cho
         console.print(f"  ... and {len(summary.bad) - 20} more (each is a line in {out} with an \"error\")", soft_wrap=True)
 
 
-def _raw_input(plugin: Plugin, image: Path | None, text: str | None, fields: dict[str, str]) -> RawInput:
+def _raw_input(plugin: Plugin, image: Path | list[str] | None, text: str | None, fields: dict[str, str]) -> RawInput:
     inputs = plugin.input_schema()
     texts: dict[str, str | None] = {}
     metadata: dict[str, Any] = {}
@@ -272,11 +274,28 @@ def _raw_input(plugin: Plugin, image: Path | None, text: str | None, fields: dic
             metadata[name] = value
         else:
             raise UsageProblem(f"--field {name}: plugin {plugin.name!r} has text inputs {inputs.text_names} and metadata {metadata_names}")
-    if image is None and not any(value and value.strip() for value in texts.values()):
+    images = _images(plugin, [image] if isinstance(image, Path) else list(image or []))
+    if not images and not any(value and value.strip() for value in texts.values()):
         raise UsageProblem("give --image and/or --text (or --field NAME=VALUE)")
-    image_bytes = _read_image(image) if image is not None else None
-    media_type = mimetypes.guess_type(str(image))[0] if image is not None else None
-    return RawInput(image_bytes=image_bytes, media_type=media_type, texts=texts, metadata=metadata)
+    return RawInput.of_images(images, texts=texts, metadata=metadata)
+
+
+def _images(plugin: Plugin, given: list[Path | str]) -> list[RawImage]:
+    """Each --image as a RawImage: FILE, or VIEW=FILE for one of the plugin's views."""
+    schema = plugin.input_schema().image
+    most = schema.max_images if schema is not None else 0
+    if len(given) > most:
+        raise UsageProblem(f"--image given {len(given)} times; plugin {plugin.name!r} takes at most {most} "
+                           f"image{'s' if most != 1 else ''} per case (max_images={most})")
+    images = []
+    for item in given:
+        view, _, rest = str(item).partition("=")
+        if not rest or schema is None or view not in schema.views:
+            view, path = None, Path(item)
+        else:
+            path = Path(rest)
+        images.append(RawImage(_read_image(path), mimetypes.guess_type(str(path))[0], view))
+    return images
 
 
 def _read_image(path: Path) -> bytes:

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from twinlens.contract.errors import DatasetError, InputError, RowError
+from twinlens.contract.manifest import image_entries
 from twinlens.contract.plugin import Dataset, DatasetOptions
 from twinlens.contract.sample import Sample
+from twinlens_chest_xray.gate import LATERAL_VIEWS
 from twinlens_chest_xray.known_phi import KnownPhi
 from twinlens_chest_xray.labels import (FINDINGS, FINDINGS_TASK, NO_FINDING, SUPPORT_DEVICES, URGENCY_LEVELS,
                                         URGENCY_TASK, canonical_finding, label_schema, urgency_from_findings,
@@ -29,9 +31,11 @@ UNCERTAIN_POLICIES = ("ignore", "positive", "negative")
 IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg")
 CHEXPERT_META = {"Sex": "sex", "Age": "age", "Frontal/Lateral": "frontal_lateral", "AP/PA": "ap_pa"}
 
-# (image bytes, media type) -> (image, doubts, what its DICOM header says about the patient);
-# given by the plugin so readers share its loading.
-ImageLoader = Callable[[bytes, str | None], tuple[Any, list[str], KnownPhi]]
+# (image bytes, media type) -> (image, doubts, what its DICOM header says about the patient,
+# its view from the header or None); given by the plugin so readers share its loading.
+ImageLoader = Callable[[bytes, str | None], tuple[Any, list[str], KnownPhi, str | None]]
+# Views a study may have, in slot order; more images of a study than this are a bad row.
+STUDY_VIEWS = ("frontal", "lateral")
 TextCleaner = Callable[[str, str | None], str | None]
 
 
@@ -86,13 +90,23 @@ class Reader:
 
     # -- shared ------------------------------------------------------------------------
     def _sample(self, *, sample_id: str, image_path: Path | None, texts: dict[str, str | None], positives: list[str],
-                uncertain: list[str], urgency: str | None, meta: dict[str, Any]) -> Sample:
-        image, doubts, known = (None, [], KnownPhi())
-        if image_path is not None:
-            image, doubts, known = self._image(image_path)
-        # The study's header names the patient: out of its texts before they are cleaned.
-        cleaned = {name: self.clean_text(name, known.scrub(text) if text else text) for name, text in texts.items()}
-        if image is None and not any(cleaned.values()):
+                uncertain: list[str], urgency: str | None, meta: dict[str, Any],
+                image_paths: list[tuple[Path, str | None]] | None = None) -> Sample:
+        """One study: `image_path`, or several `image_paths` (each with its view, None to
+        take it from the DICOM header's ViewPosition)."""
+        paths = image_paths if image_paths is not None else ([(image_path, None)] if image_path is not None else [])
+        if len(paths) > len(STUDY_VIEWS):
+            raise _Row("image", f"{len(paths)} images; a study takes at most {len(STUDY_VIEWS)} ({', '.join(STUDY_VIEWS)})")
+        images, views, doubts = [], [], []
+        for path, view in paths:
+            image, image_doubts, known, header_view = self._image(path)
+            # The study's header names the patient: out of its texts before they are cleaned.
+            texts = {name: known.scrub(text) if text else text for name, text in texts.items()}
+            images.append(image)
+            views.append(view or header_view)
+            doubts += image_doubts
+        cleaned = {name: self.clean_text(name, text) for name, text in texts.items()}
+        if not images and not any(cleaned.values()):
             raise _Row("inputs", "neither an image nor any text")
         positives, uncertain = _no_finding(positives, uncertain)
         labels = {FINDINGS_TASK: positives, URGENCY_TASK: urgency or urgency_from_findings(positives)}
@@ -100,9 +114,9 @@ class Reader:
         patient = _patient(meta, sample_id)
         if patient is not None:  # validation splits keep each patient's studies on one side
             meta["group"] = patient
-        return Sample(image=image, texts=cleaned, labels=labels, id=sample_id, meta=meta)
+        return Sample.of_images(images, views, texts=cleaned, labels=labels, id=sample_id, meta=meta)
 
-    def _image(self, path: Path) -> tuple[Any, list[str], KnownPhi]:
+    def _image(self, path: Path) -> tuple[Any, list[str], KnownPhi, str | None]:
         if not path.is_file():
             raise _Row("image", f"file not found: {path}")
         try:
@@ -130,7 +144,11 @@ class Reader:
         if urgency is not None and urgency not in URGENCY_LEVELS:
             raise _Row("urgency", f"{urgency!r} is not one of {', '.join(URGENCY_LEVELS)}")
         image = row.get("image")
-        return self._sample(sample_id=str(row.get("id", f"line-{number}")), image_path=root / image if image else None,
+        entries = image_entries(image) if image else []
+        if entries is None:
+            raise _Row("image", "expected an image path or a list of them (paths or {\"path\": ..., \"view\": ...})")
+        return self._sample(sample_id=str(row.get("id", f"line-{number}")), image_path=None,
+                            image_paths=[(root / path, view) for path, view in entries],
                             texts={"report": _text(row, "report"), "history": _text(row, "history")},
                             positives=positives, uncertain=uncertain, urgency=urgency,
                             meta={key: str(row[key]) for key in ("patient_id", "subject_id") if row.get(key) not in (None, "")})
@@ -172,7 +190,12 @@ class Reader:
         report = report_file.read_text(encoding="utf-8", errors="replace") if report_file.is_file() else None
         images = sorted(p for p in study.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         frontal = [p for p in images if views.get(p.stem, "PA") in ("PA", "AP")]
-        image = (frontal or images or [None])[0]
+        lateral = [p for p in images if views.get(p.stem) in LATERAL_VIEWS]
+        # The study's frontal and lateral views (the metadata table's ViewPosition), one each.
+        first = frontal[:1] or images[:1]
+        study_images = [(first[0], "frontal" if frontal else None)] if first else []
+        if lateral and lateral[0] not in first:
+            study_images.append((lateral[0], "lateral"))
         study_id = study.name.lstrip("s")
         if study_id in table:
             labels = table[study_id]
@@ -181,7 +204,8 @@ class Reader:
         else:
             raise _Row(str(study.relative_to(root)), "no labels in the label CSV and no report to label")
         positives, uncertain = labels_to_targets(labels)
-        return self._sample(sample_id=study.name, image_path=image, texts={"report": report, "history": None},
+        return self._sample(sample_id=study.name, image_path=None, image_paths=study_images,
+                            texts={"report": report, "history": None},
                             positives=positives, uncertain=uncertain, urgency=None,
                             meta={"subject_id": study.parent.name.lstrip("p"), "study_id": study_id,
                                   "labels_from": "csv" if study_id in table else "report labeller"})

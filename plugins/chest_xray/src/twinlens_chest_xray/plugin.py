@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twinlens.contract.errors import InputError
-from twinlens.contract.plugin import Dataset, DatasetOptions, Plugin, RawInput
+from twinlens.contract.plugin import Dataset, DatasetOptions, Plugin, RawImage, RawInput
 from twinlens.contract.prediction import Prediction
 from twinlens.contract.sample import Sample
 from twinlens.contract.schema import ImageInput, InputSchema, LabelSchema, TextField
@@ -20,6 +20,7 @@ from twinlens.contract.uploads import check_picture
 from twinlens_chest_xray import decide as decision
 from twinlens_chest_xray import labels, reports
 from twinlens_chest_xray.datasets import Reader
+from twinlens_chest_xray.gate import LATERAL_VIEWS
 from twinlens_chest_xray.deid import deidentify_dicom_bytes
 from twinlens_chest_xray.dicom_io import DICOM_MEDIA_TYPE, check_dicom_upload, is_dicom
 from twinlens_chest_xray.imaging import load_radiograph, strip_picture_metadata
@@ -52,8 +53,10 @@ class ChestXrayPlugin(Plugin):
 
     def input_schema(self) -> InputSchema:
         return InputSchema(
-            image=ImageInput(media_types=(DICOM_MEDIA_TYPE, "image/png", "image/jpeg"),
-                             description="Frontal chest radiograph: DICOM (CR/DX), or 8/16-bit greyscale PNG/JPEG."),
+            image=ImageInput(media_types=(DICOM_MEDIA_TYPE, "image/png", "image/jpeg"), max_images=len(VIEWS), views=VIEWS,
+                             description="The study's chest radiographs, frontal (PA/AP) and lateral: DICOM (CR/DX), or "
+                                         "8/16-bit greyscale PNG/JPEG. A DICOM's ViewPosition names its view when the "
+                                         "upload does not."),
             texts=(TextField(name=REPORT, description="Radiology report (FINDINGS/IMPRESSION sections parsed when present)."),
                    TextField(name=HISTORY, description="Clinical history or indication.")),
         )
@@ -69,6 +72,8 @@ class ChestXrayPlugin(Plugin):
             text_encoder=TextEncoderSpec(freeze=True, max_length=96),
             fusion="concat", hidden_dim=128, dropout=0.1,
             text_inputs=[REPORT, HISTORY], modalities=["image", REPORT, HISTORY],
+            # A slot per view; studies of one frontal image train a single-image model.
+            max_images=len(VIEWS), image_views=list(VIEWS),
         )
 
     def training_defaults(self) -> TrainConfig:
@@ -90,12 +95,15 @@ class ChestXrayPlugin(Plugin):
         """PHI out of everything: DICOM tags de-identified (PS3.15 basic profile), PNG/JPEG
         metadata dropped, texts and string metadata scrubbed, and every name, ID, date and
         address the DICOM header held removed from those texts too. Call before storing anything."""
-        image, media_type = raw.image_bytes, raw.media_type
-        known = header_phi(image, media_type)  # read before de-identification empties the header
-        if image:
-            image, media_type = _without_identifying_metadata(image, media_type)
-        return RawInput(image_bytes=image, media_type=media_type, texts=_scrubbed_texts(raw.texts, known),
-                        metadata=_scrubbed_metadata(raw.metadata, known))
+        images, texts, metadata = [], dict(raw.texts), dict(raw.metadata)
+        for item in raw.images:  # every view of the study, each header's PHI out of the texts
+            known = header_phi(item.data, item.media_type)  # read before de-identification empties the header
+            texts, metadata = _scrubbed_texts(texts, known), _scrubbed_metadata(metadata, known)
+            data, media_type = _without_identifying_metadata(item.data, item.media_type)
+            images.append(RawImage(data, media_type, item.view))
+        if not raw.images:
+            texts, metadata = _scrubbed_texts(texts, KnownPhi()), _scrubbed_metadata(metadata, KnownPhi())
+        return RawInput.of_images(images, texts=texts, metadata=metadata)
 
     def load_image(self, data: bytes, media_type: str | None = None) -> "Image.Image":
         return load_radiograph(data, media_type).image
@@ -112,27 +120,34 @@ class ChestXrayPlugin(Plugin):
         # kept (read in the mode sanitize stores them in). Texts and metadata are scrubbed
         # again, which is cheap, because inputs from the CLI were never sanitized (their
         # DICOM header still names the patient: the one parse for the pixels gives it too).
-        radiograph = load_radiograph(raw.image_bytes, raw.media_type, as_stored=True) if raw.image_bytes else None
-        known = radiograph.known_phi if radiograph else KnownPhi()
-        scrubbed = _scrubbed_texts(raw.texts, known)
+        radiographs = [load_radiograph(item.data, item.media_type, as_stored=True) for item in raw.images]
+        scrubbed, metadata = dict(raw.texts), dict(raw.metadata)
+        for radiograph in radiographs:
+            scrubbed, metadata = _scrubbed_texts(scrubbed, radiograph.known_phi), _scrubbed_metadata(metadata, radiograph.known_phi)
+        if not radiographs:
+            scrubbed = _scrubbed_texts(scrubbed, KnownPhi())
+            metadata = _scrubbed_metadata(metadata, KnownPhi())
         texts = {name: self.clean_text(name, scrubbed.get(name)) for name in (REPORT, HISTORY)}
-        if radiograph is None and not any(texts.values()):
+        if not radiographs and not any(texts.values()):
             raise InputError("inputs", "neither an image nor a report or history was given")
-        doubts = radiograph.doubts if radiograph else []
+        views = [item.view or view_of(radiograph) for item, radiograph in zip(raw.images, radiographs)]
+        doubts = study_doubts(radiographs, views)
         extras = {"input_doubts": doubts, **report_extras(scrubbed.get(REPORT))}
-        meta = {**_scrubbed_metadata(raw.metadata, known), "input_doubts": doubts, "extras": extras}
-        if radiograph is not None:
-            meta["image_source"], meta["dicom"] = radiograph.source, radiograph.dicom
-        return Sample(image=radiograph.image if radiograph else None, texts=texts, meta=meta)
+        meta = {**metadata, "input_doubts": doubts, "extras": extras}
+        if radiographs:
+            meta["image_source"], meta["dicom"] = radiographs[0].source, radiographs[0].dicom
+            if len(radiographs) > 1:
+                meta["views"] = views
+        return Sample.of_images([radiograph.image for radiograph in radiographs], views, texts=texts, meta=meta)
 
     # -- data -----------------------------------------------------------------------------
     def read_dataset(self, path: Path, options: DatasetOptions | None = None) -> Dataset:
         """Generic manifest (.jsonl), CheXpert CSV, or MIMIC-CXR folder; see the README."""
         return Reader(self._load_for_dataset, self.clean_text, self.uncertain_policy).read(Path(path), options)
 
-    def _load_for_dataset(self, data: bytes, media_type: str | None) -> tuple[Any, list[str], KnownPhi]:
+    def _load_for_dataset(self, data: bytes, media_type: str | None) -> tuple[Any, list[str], KnownPhi, str | None]:
         radiograph = load_radiograph(data, media_type)
-        return radiograph.image, radiograph.doubts, radiograph.known_phi
+        return radiograph.image, radiograph.doubts, radiograph.known_phi, view_of(radiograph)
 
     def make_sample_dataset(self, out_dir: Path, n: int = 200, seed: int = 0) -> Path:
         from twinlens_chest_xray.sample_data import make_sample_dataset
@@ -151,6 +166,28 @@ def _without_identifying_metadata(image: bytes, media_type: str | None) -> tuple
     if is_dicom(image, media_type):
         return deidentify_dicom_bytes(image), DICOM_MEDIA_TYPE
     return strip_picture_metadata(image)
+
+
+VIEWS = ("frontal", "lateral")
+FRONTAL_POSITIONS = {"PA", "AP"}
+
+
+def view_of(radiograph: Any) -> str | None:
+    """frontal/lateral from a DICOM's ViewPosition; None when the header does not say (or
+    for a PNG/JPEG)."""
+    position = str(radiograph.dicom.get("view_position") or "").upper()
+    if position in FRONTAL_POSITIONS:
+        return "frontal"
+    return "lateral" if position in LATERAL_VIEWS else None
+
+
+def study_doubts(radiographs: list[Any], views: list[str | None]) -> list[str]:
+    """Every image's doubts; a lateral view beside a frontal one is what a study is, not a doubt."""
+    with_frontal = "frontal" in views or (len(radiographs) > 1 and views[0] is None)
+    doubts: list[str] = []
+    for radiograph, view in zip(radiographs, views):
+        doubts += [d for d in radiograph.doubts if not (with_frontal and view == "lateral" and d.startswith("lateral view"))]
+    return doubts
 
 
 def header_phi(image: bytes | None, media_type: str | None) -> KnownPhi:

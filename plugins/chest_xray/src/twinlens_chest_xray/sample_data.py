@@ -133,34 +133,49 @@ def write_png(pixels: np.ndarray, path: Path, sixteen_bit: bool) -> None:
         Image.fromarray(np.rint(np.clip(pixels, 0, 1) * 255).astype(np.uint8)).save(path)
 
 
-def write_image(pixels: np.ndarray, folder: Path, index: int, rng: np.random.Generator) -> tuple[str, list[str]]:
-    """Rotate through encodings so every loader path is exercised; return (name, planted PHI)."""
+def write_image(pixels: np.ndarray, folder: Path, index: int, rng: np.random.Generator, *,
+                position: str | None = None, suffix: str = "") -> tuple[str, list[str]]:
+    """Rotate through encodings so every loader path is exercised; return (name, planted PHI).
+    `position`: the DICOM ViewPosition (default PA or AP); `suffix` ends the file name."""
     kind = index % 4
     if kind in (0, 1):
         phi = fake_patient(rng, index)
         photometric = "MONOCHROME1" if kind == 1 else "MONOCHROME2"
         rescale = (1.0, -1024.0) if kind == 1 else None
-        data = make_dicom(pixels, photometric=photometric, modality=("DX", "CR")[kind], view=str(rng.choice(["PA", "AP"])),
+        data = make_dicom(pixels, photometric=photometric, modality=("DX", "CR")[kind],
+                          view=position or str(rng.choice(["PA", "AP"])),
                           rescale=rescale, phi=phi, uid_seed=f"{phi['PatientID']}")
-        name = f"images/{index:05d}.dcm"
+        name = f"images/{index:05d}{suffix}.dcm"
         (folder / name).write_bytes(data)
         planted = [v for k, v in phi.items() if k not in ("StudyDate",)]
         return name, planted + [part for v in phi.values() for part in v.split("^") if len(part) > 3]
-    name = f"images/{index:05d}.png"
+    name = f"images/{index:05d}{suffix}.png"
     write_png(pixels, folder / name, sixteen_bit=kind == 3)
     return name, []
 
 
-def make_sample_dataset(out_dir: Path, n: int = 200, seed: int = 0, *, image_size: int = 256) -> Path:
-    """Write `n` generated studies under `out_dir`; return the manifest path."""
+LATERAL_ONLY = "Pleural Effusion"
+
+
+def make_sample_dataset(out_dir: Path, n: int = 200, seed: int = 0, *, image_size: int = 256, views: int = 1) -> Path:
+    """Write `n` generated studies under `out_dir`; return the manifest path.
+
+    `views=2`: every study has a frontal (PA/AP) and a lateral image, and a pleural
+    effusion shows on the lateral only (small effusions blunt the posterior angle a lateral
+    shows before a frontal view does): the second picture carries evidence the first lacks."""
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     rows, planted_all = [], set()
     for index in range(n):
         positives = sample_truth(rng)
-        pixels = render_radiograph(draw_strengths(positives, rng), rng, size=image_size)
-        image, planted = write_image(pixels, out_dir, index, rng)
+        strengths = draw_strengths(positives, rng)
+        frontal = {name: value for name, value in strengths.items() if views == 1 or name != LATERAL_ONLY}
+        image, planted = write_image(render_radiograph(frontal, rng, size=image_size), out_dir, index, rng)
+        if views > 1:
+            lateral, more = write_image(render_radiograph(strengths, rng, size=image_size), out_dir, index, rng,
+                                        position="LL", suffix="-lateral")
+            image, planted = [{"path": image, "view": "frontal"}, {"path": lateral, "view": "lateral"}], planted + more
         texts = write_texts([p for p in positives if p != NO_FINDING], rng)
         planted_all.update(planted + texts.planted_phi)
         labelled = [p for p in positives if p not in texts.uncertain]

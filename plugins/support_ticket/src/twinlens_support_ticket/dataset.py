@@ -21,7 +21,7 @@ from twinlens_support_ticket import ocr
 from twinlens_support_ticket.labels import LABEL_SCHEMA
 from twinlens_support_ticket.ocr_cache import OcrCache, content_key
 from twinlens_support_ticket.product import parse_product
-from twinlens_support_ticket.samples import build_sample, ticket_text
+from twinlens_support_ticket.samples import MAX_PHOTOS, build_sample, join_ocr, ticket_text
 
 EXPORT_NAMES = ("tickets.jsonl", "tickets.csv")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -98,7 +98,8 @@ def _sample(row: Row, root: Path, cache: OcrCache | None, seen: set[str], option
     text = ticket_text(_string(values, "subject"), _string(values, "description"))
     if options.text_required and text is None:
         raise BadRow("description", "empty, and text is required")
-    image, ocr_text = _photo(values, root, cache)
+    images, ocr_text = _photos(values, root, cache)
+    image = images[0] if images else None
     if image is None and text is None:
         raise BadRow("ticket", "neither a photo attachment nor a subject/description")
     try:
@@ -109,7 +110,7 @@ def _sample(row: Row, root: Path, cache: OcrCache | None, seen: set[str], option
     if isinstance(values.get("evidence"), str) and values["evidence"]:
         meta["evidence"] = values["evidence"]
     return build_sample(image=image, text=text, ocr_text=ocr_text, product=product,
-                        labels=_labels(values), sample_id=ticket_id, meta=meta)
+                        labels=_labels(values), sample_id=ticket_id, meta=meta, more_images=images[1:])
 
 
 def _ticket_id(values: dict[str, Any], seen: set[str]) -> str:
@@ -141,25 +142,33 @@ def _labels(values: dict[str, Any]) -> dict[str, str | None]:
     return labels
 
 
-def _photo(values: dict[str, Any], root: Path, cache: OcrCache | None):
-    """The first image attachment, decoded (EXIF applied), and the text OCR read from it."""
+def _photos(values: dict[str, Any], root: Path, cache: OcrCache | None):
+    """Every image attachment, decoded (EXIF applied), up to the plugin's MAX_PHOTOS (more
+    is a bad row, as the API refuses them), and the text OCR read from each, joined."""
     attachments = values.get("attachments") or []
     if isinstance(attachments, str):
         attachments = _split_attachments(attachments)
     if not isinstance(attachments, list) or not all(isinstance(item, str) for item in attachments):
         raise BadRow("attachments", "expected a list of file paths")
-    images = [item for item in attachments if Path(item).suffix.lower() in IMAGE_SUFFIXES]
-    if not images:
-        return None, None
-    file = (root / images[0]).resolve()
+    names = [item for item in attachments if Path(item).suffix.lower() in IMAGE_SUFFIXES]
+    if len(names) > MAX_PHOTOS:
+        raise BadRow("attachments", f"{len(names)} image attachments; a ticket takes at most {MAX_PHOTOS}")
+    read = [_photo(name, root, cache) for name in names]
+    texts = [text for _, text in read if text]
+    return [image for image, _ in read], (join_ocr(texts) if cache is not None else None)
+
+
+def _photo(name: str, root: Path, cache: OcrCache | None):
+    """One image attachment, decoded, and the text OCR read from it (None without a cache)."""
+    file = (root / name).resolve()
     try:
         data = file.read_bytes()
     except OSError as exc:
-        raise BadRow("attachments", f"cannot read {images[0]}: {exc.strerror or exc}") from None
+        raise BadRow("attachments", f"cannot read {name}: {exc.strerror or exc}") from None
     try:
         image = decode_image(data)
     except InputError as exc:
-        raise BadRow("attachments", f"{images[0]}: {exc.reason}") from None
+        raise BadRow("attachments", f"{name}: {exc.reason}") from None
     if cache is None:
         return image, None
     key = content_key(data)

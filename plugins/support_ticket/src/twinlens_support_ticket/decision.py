@@ -65,6 +65,9 @@ class TicketExplanation(BaseModel):
     contributions: dict[str, float] = Field(description="Share of the answer each present modality carries")
     inputs_present: list[str]
     ocr_text: str | None = Field(None, description="Text read from the photo")
+    photo_contributions: dict[str, float] = Field(
+        default_factory=dict, description="A ticket of several photos: each photo's share of what the photos showed")
+    photo_evidence: str | None = Field(None, description="Which photo showed most, in words")
 
 
 class TicketDecision(DecisionBase):
@@ -208,4 +211,20 @@ def _explanation(prediction: Prediction, head: HeadPrediction | None) -> dict[st
         "contributions": {name: round(share, 4) for name, share in prediction.contributions.items()},
         "inputs_present": list(prediction.inputs_present),
         "ocr_text": prediction.extras.get("ocr_text"),
+        "photo_contributions": dict(prediction.image_contributions),
+        "photo_evidence": photo_evidence(prediction.image_contributions, head.label if head else None),
     }
+
+
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth")
+
+
+def photo_evidence(shares: dict[str, float], fault: str | None) -> str | None:
+    """"the second photo shows most of what points to liquid_damage": the photo whose
+    removal moves the answer most, when a ticket has several."""
+    if len(shares) < 2:
+        return None
+    name = max(shares, key=shares.get)
+    position = int(name.rsplit(" ", 1)[-1]) if name.startswith("image ") else None
+    photo = f"the {ORDINALS[position - 1]} photo" if position and position <= len(ORDINALS) else f"photo {name!r}"
+    return f"{photo} shows most of what points to {fault}" if fault else f"{photo} carries most of the image evidence"

@@ -20,7 +20,7 @@ from twinlens.contract.spec import AugmentSpec, ImageEncoderSpec, ModelSpec, Tex
 from twinlens_support_ticket.decision import DecisionPolicy, TicketDecision, decide
 from twinlens_support_ticket.labels import LABEL_SCHEMA
 from twinlens_support_ticket.product import WARRANTY_STATUSES, parse_product
-from twinlens_support_ticket.samples import build_sample, ticket_text
+from twinlens_support_ticket.samples import MAX_PHOTOS, build_sample, join_ocr, ticket_text
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -53,8 +53,9 @@ class SupportTicketPlugin(Plugin):
 
     def input_schema(self) -> InputSchema:
         return InputSchema(
-            image=ImageInput(required=False, media_types=MEDIA_TYPES,
-                             description="One photo of the product (JPEG, PNG or WebP); EXIF orientation is honoured."),
+            image=ImageInput(required=False, media_types=MEDIA_TYPES, max_images=MAX_PHOTOS,
+                             description=f"Up to {MAX_PHOTOS} photos of the product (JPEG, PNG or WebP; a close-up, the "
+                                         "whole device, a screenshot); EXIF orientation is honoured. OCR reads each."),
             texts=(
                 TextField(name="text", description="The ticket body (or subject and body together).", max_chars=TEXT_LIMIT),
                 TextField(name="subject", description="The ticket subject; joined before the body.", max_chars=500),
@@ -83,6 +84,8 @@ class SupportTicketPlugin(Plugin):
             dropout=0.2,
             text_inputs=["text", "ocr"],
             modalities=["image", "text", "ocr"],
+            # One slot per photo; training on single-photo tickets gives one slot.
+            max_images=MAX_PHOTOS,
         )
 
     def training_defaults(self) -> TrainConfig:
@@ -103,7 +106,8 @@ class SupportTicketPlugin(Plugin):
         return decode_image(data)
 
     def prepare(self, raw: RawInput) -> Sample:
-        image = self.load_image(raw.image_bytes, raw.media_type) if raw.image_bytes else None
+        images = [self.load_image(item.data, item.media_type) for item in raw.images]
+        image = images[0] if images else None
         for name, limit in (("text", TEXT_LIMIT), ("subject", 500), ("ocr", TEXT_LIMIT)):
             if len(raw.texts.get(name) or "") > limit:
                 raise InputError(name, f"longer than {limit} characters")
@@ -111,17 +115,19 @@ class SupportTicketPlugin(Plugin):
         if image is None and text is None:
             raise InputError("inputs", "send a photo, a ticket text, or both")
         product = parse_product(raw.metadata)
-        return build_sample(image=image, text=text, ocr_text=self._ocr(image, raw.texts.get("ocr")), product=product)
+        return build_sample(image=image, text=text, ocr_text=self._ocr(images, raw.texts.get("ocr")), product=product,
+                            more_images=images[1:])
 
     @staticmethod
-    def _ocr(image: "Image.Image | None", given: str | None) -> str | None:
+    def _ocr(images: "list[Image.Image]", given: str | None) -> str | None:
+        """The `ocr` text given with the job, else what OCR reads in each photo, joined."""
         if given and given.strip():
             return given.strip()
-        if image is None:
+        if not images:
             return None
         from twinlens_support_ticket.ocr import read_text
 
-        return read_text(image)
+        return join_ocr([text for image in images if (text := read_text(image))])
 
     # -- data ---------------------------------------------------------------------------
     def read_dataset(self, path: Path, options: DatasetOptions | None = None) -> Dataset:

@@ -41,6 +41,15 @@ def working_copy(image: "Image.Image") -> "Image.Image":
     return copy
 
 
+# Photos one ticket may carry (a close-up, the whole device, a screenshot...).
+MAX_PHOTOS = 3
+
+
+def join_ocr(texts: list[str]) -> str | None:
+    """The text OCR read from each photo, one photo after the other (None when none had any)."""
+    return "\n".join(text for text in texts if text) or None
+
+
 def build_sample(
     *,
     image: "Image.Image | None",
@@ -50,6 +59,7 @@ def build_sample(
     labels: dict[str, Any] | None = None,
     sample_id: str | None = None,
     meta: dict[str, Any] | None = None,
+    more_images: "list[Image.Image] | None" = None,
 ) -> Sample:
     extras = {
         "ticket_text": text,
@@ -65,4 +75,5 @@ def build_sample(
         # "extras" is what a prediction of this sample should carry for decide() and the
         # explanation: the OCR text, burn/smoke mentions and the product details.
         meta={**(meta or {}), "extras": extras},
+        more_images=[working_copy(extra) for extra in more_images or []],
     )

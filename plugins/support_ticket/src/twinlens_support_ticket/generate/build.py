@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from PIL import Image
 
 from twinlens_support_ticket.faults import FAULTS, fault_spec
 from twinlens_support_ticket.generate import damage, scene, tickets
-from twinlens_support_ticket.generate.devices import draw_device
+from twinlens_support_ticket.generate.devices import Defects, draw_device
 from twinlens_support_ticket.generate.plan import REFERENCE_DATE, TicketPlan, plan_dataset
 
 GENERATOR_VERSION = "1"
@@ -112,14 +113,16 @@ def save_with_orientation(image: Image.Image, path: Path, orientation: int, *, q
     image.transpose(stored).save(path, "JPEG", quality=quality, exif=exif.tobytes())
 
 
-def export_row(plan: TicketPlan, subject: str, description: str, attachment: str | None, index: int) -> dict[str, Any]:
+def export_row(plan: TicketPlan, subject: str, description: str, attachment: str | list[str] | None,
+               index: int) -> dict[str, Any]:
     created = dt.datetime.combine(REFERENCE_DATE, dt.time(9)) + dt.timedelta(minutes=37 * index)
+    attachments = attachment if isinstance(attachment, list) else [attachment] if attachment else []
     return {
         "ticket_id": plan.ticket_id,
         "created_at": created.isoformat(),
         "subject": subject,
         "description": description,
-        "attachments": [attachment] if attachment else [],
+        "attachments": attachments,
         **{key: plan.product.get(key, "") for key in ("product_line", "model", "purchase_date", "warranty_status")},
         "fault": plan.fault,
         "severity": plan.severity,
@@ -129,10 +132,12 @@ def export_row(plan: TicketPlan, subject: str, description: str, attachment: str
 
 
 def make_sample_dataset(out_dir: Path, n: int = 200, seed: int = 0, *, fmt: str = "jsonl",
-                        faults: tuple[str, ...] | None = None) -> Path:
+                        faults: tuple[str, ...] | None = None, photos: int = 1) -> Path:
     """Generate `n` tickets under `out_dir`; return the export file (tickets.jsonl or .csv).
 
-    `faults` restricts the tickets to some faults (quick experiments, focused demos)."""
+    `faults` restricts the tickets to some faults (quick experiments, focused demos).
+    `photos` > 1: a ticket with a photo has that many, the fault showing in the last one
+    only (the first ones: the whole device, unharmed-looking; see `overview_plan`)."""
     if fmt not in ("jsonl", "csv"):
         raise ValueError(f"fmt must be 'jsonl' or 'csv', not {fmt!r}")
     out_dir = Path(out_dir)
@@ -141,15 +146,24 @@ def make_sample_dataset(out_dir: Path, n: int = 200, seed: int = 0, *, fmt: str 
     for index, plan in enumerate(plan_dataset(n, seed, faults or FAULTS)):
         rng = random.Random(f"{seed}:{plan.ticket_id}")
         subject, description = ticket_words(plan, rng)
-        attachment = None
+        attachment: list[str] = []
         if plan.has_photo:
-            saved = save_photo(render_photo(plan, rng), out_dir / "attachments" / plan.ticket_id, rng)
-            attachment = saved.relative_to(out_dir).as_posix()
+            shots = [*(overview_plan(plan) for _ in range(photos - 1)), plan]
+            for number, shot in enumerate(shots, 1):
+                name = plan.ticket_id if len(shots) == 1 else f"{plan.ticket_id}-{number}"
+                saved = save_photo(render_photo(shot, rng), out_dir / "attachments" / name, rng)
+                attachment.append(saved.relative_to(out_dir).as_posix())
         rows.append(export_row(plan, subject, description, attachment, index))
     path = out_dir / f"tickets.{fmt}"
     (_write_jsonl if fmt == "jsonl" else _write_csv)(path, rows)
     _write_notice(out_dir, n, seed, path.name)
     return path
+
+
+def overview_plan(plan: TicketPlan) -> TicketPlan:
+    """The same device photographed whole, showing nothing of the fault (no damage, no
+    puddle, no screen message): what a customer's first photo often is."""
+    return replace(plan, defects=Defects(), overlay=None, puddle=False, screen=None, close_up=False)
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
+import pytest
+from erasure_helpers import found, planted, stored_text
 from service_helpers import problem, wait_finished
 from sqlalchemy import select
+from test_retention_every_copy import _finished_long_ago, support_ticket_bundle  # noqa: F401  (a fixture)
 from test_webhooks import receiver
 
+from twinlens.cli.service import train_sample_model
+from twinlens.contract.registry import get_plugin
 from twinlens.db.learning_tables import ShadowResult
 from twinlens.generic import GenericPlugin
+from twinlens.worker import tasks
 
 
 def _shadow_rows(live, job_ids: list[str]) -> list[ShadowResult]:
@@ -120,3 +127,38 @@ def test_corrections_export_skips_purged_jobs_and_drift_counts_them(live, tmp_pa
     today = drift["days"][-1]
     assert today["jobs"] >= 8 and 0 < today["correction_rate"] <= 1 and "label" in today["class_mix"]
     assert 0 <= today["needs_review_share"] <= 1 and today["confidence"]["label"]["mean"] > 0
+
+
+@pytest.fixture(scope="session")
+def second_support_ticket_bundle(tmp_path_factory) -> Path:
+    bundle = tmp_path_factory.mktemp("models") / "support-ticket-tiny-2"
+    return train_sample_model("support_ticket", bundle, rows=24, epochs=1, tiny=True, preset="network", seed=1)
+
+
+def test_the_retention_purge_scrubs_what_shadow_decisions_copy_of_the_inputs(live, support_ticket_bundle,
+                                                                             second_support_ticket_bundle):
+    """support_ticket decisions quote the ticket text; a challenger's decision in shadow
+    does too, and the purge leaves no copy of it (the same search as test_retention_every_copy)."""
+    key = live.new_tenant_key(admin=True)
+    strings = {name: planted(name) for name in ("text", "subject", "productline")}
+    with live.client(key) as client:
+        for bundle, activate in ((support_ticket_bundle, True), (second_support_ticket_bundle, False)):
+            response = client.post("/v1/models", json={"bundle_path": str(bundle), "scope": "tenant", "activate": activate})
+            assert response.status_code == 201, response.text
+        challenger = response.json()["id"]
+        assert client.put(f"/v1/models/{challenger}/shadow", json={"share": 1.0}).status_code == 200
+        body = {"inputs": {"text": f"My phone {strings['text']} will not charge.", "subject": f"Charging {strings['subject']}",
+                           "ocr": "no text"}, "metadata": {"product_line": strings["productline"]}}
+        response = client.post("/v1/plugins/support_ticket/jobs", json=body)
+        assert response.status_code == 202, response.text
+        job = wait_finished(client, response.json()["id"], timeout=120)
+        assert job["status"] == "succeeded", job
+        (row,) = _wait_shadowed(live, [job["id"]])
+        assert found(strings, json.dumps(row.decision).lower()), "the shadow decision copies no input: the test proves nothing"
+        _finished_long_ago(live, [job["id"]], days=live.settings.retention_days + 1)
+        assert tasks.purge_expired_inputs(live.service.worker.context) >= 1
+        (after,) = _shadow_rows(live, [job["id"]])
+
+    assert not found(strings, stored_text(live)), "copies of inputs outlived the purge"
+    assert after.heads == row.heads, "the challenger's scores stay; only what quoted the inputs goes"
+    get_plugin("support_ticket").decision_model().model_validate(after.decision)

@@ -51,7 +51,10 @@ def parse_since(value: str | datetime | None, field: str = "since") -> datetime 
         if len(value) > 10:
             raise InputError(field, "give a time zone, e.g. 2026-11-24T09:00:00Z")
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00+01:00 has no UTC time
+        raise InputError(field, "out of range") from None
 
 
 # -- corrections -> a data set ------------------------------------------------------------
@@ -98,7 +101,11 @@ def register_holdout(session: Session, principal: Principal, plugin: str, data_p
     principal.require_admin()
     _known_plugin(plugin)
     path = confined_path("data_path", data_path, settings.resolved_data_roots, setting="TWINLENS_DATA_ROOTS")
-    if not path.exists():
+    try:
+        present = path.exists()
+    except OSError:  # too long a name, permission denied on a parent
+        present = False
+    if not present:
         raise InputError("data_path", f"{path} does not exist on the server")
     holdout = LearningRepository(session).add_holdout(Holdout(
         tenant_id=principal.tenant_id, plugin=plugin, kind="registered", data_path=str(path), size=0, details={}))

@@ -116,8 +116,11 @@ def export_corrections(
     out_dir = Path(out_dir)
     _check_target(out_dir)
     summary = ExportSummary(path=None)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    except OSError as exc:
+        raise InputError("output_dir", f"cannot write beside {out_dir}: {exc.strerror or exc.__class__.__name__}") from None
     try:
         lines = []
         for item in corrections(session, tenant_id, plugin_name, since):
@@ -138,7 +141,11 @@ def export_corrections(
 
 
 def _check_target(out_dir: Path) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+    try:
+        taken = out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir()))
+    except OSError as exc:
+        raise InputError("output_dir", f"cannot read {out_dir}: {exc.strerror or exc.__class__.__name__}") from None
+    if taken:
         raise InputError("output_dir", f"{out_dir} exists and is not an empty folder; give a new one")
 
 

@@ -157,3 +157,20 @@ def test_a_tampered_multi_image_spec_does_not_load(tmp_path):
     (copy / "config.json").write_text(json.dumps(config))
     with pytest.raises(BundleError):
         load_bundle(copy)
+
+
+@pytest.mark.slow
+def test_each_image_gets_its_heatmap(second_image_data, bundles):
+    from twinlens.engine.explain import Explainer
+
+    _, test = second_image_data
+    predictor = Predictor.from_bundle(bundles["concat", 2], device="cpu")
+    encoded = predictor.preprocess(test.samples[0])
+    prediction = predictor.predict_encoded([encoded])[0]
+    explanation = Explainer(predictor).explain(encoded, prediction)
+    head = explanation.heads["colour"]
+    assert set(head.image_heatmaps) == {"image 1", "image 2"}
+    most = max(prediction.image_contributions, key=prediction.image_contributions.get)
+    assert head.heatmap is head.image_heatmaps[most]
+    assert {"colour", "colour@image 1", "colour@image 2"} == set(explanation.heatmap_pngs())
+    assert set(explanation.to_dict()["heads"]["colour"]["image_heatmaps"]) == {"image 1", "image 2"}

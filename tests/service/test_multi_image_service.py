@@ -103,7 +103,7 @@ def test_both_bundles_have_one_slot_per_image(service):
 def test_a_ticket_with_three_photos(service, tmp_path):
     photos, description = _ticket_with_photos(service["tickets"])
     files = [("image", (path.name, path.read_bytes(), "application/octet-stream")) for path in photos]
-    response = service["client"].post("/v1/plugins/support_ticket/jobs", params={"wait": 120}, files=files,
+    response = service["client"].post("/v1/plugins/support_ticket/jobs", params={"wait": 120, "explain": "true"}, files=files,
                                       data={"text": description})
     assert response.status_code == 200, response.text
     job = response.json()
@@ -117,6 +117,16 @@ def test_a_ticket_with_three_photos(service, tmp_path):
     decision = job["result"]["decision"]
     assert decision["explanation"]["photo_contributions"] == explanation["image_contributions"]
     assert decision["explanation"]["photo_evidence"].split(" photo ")[0] in ("the first", "the second", "the third")
+
+    explained = service["client"].get(f"/v1/jobs/{job['id']}/explanation")
+    assert explained.status_code == 200, explained.text
+    fault = explained.json()["heads"]["fault"]
+    assert set(fault["image_heatmaps"]) == {"image 1", "image 2", "image 3"}
+    for name, meta in fault["image_heatmaps"].items():
+        overlay = service["client"].get(meta["overlay_url"])
+        assert overlay.status_code == 200 and overlay.headers["content-type"] == "image/png", name
+    missing = service["client"].get(f"/v1/jobs/{job['id']}/heatmap.png", params={"head": "fault", "image": "image 9"})
+    assert missing.status_code == 404 and "image 1" in missing.json()["detail"]
 
     cli = subprocess.run([TWINLENS, "predict", "--model", str(service["bundles"]["support_ticket"]),
                           *[arg for path in photos for arg in ("--image", str(path))], "--text", description, "--json"],

@@ -77,6 +77,9 @@ class HeadExplanation:
     label: str | None
     heatmap: Heatmap | None = None
     words: dict[str, list[WordWeight]] = field(default_factory=dict)  # per text field
+    # A case of several images: one heatmap per image, keyed by its name (its view, or
+    # "image N"); `heatmap` is then the one of the image that mattered most.
+    image_heatmaps: dict[str, Heatmap] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,10 +99,23 @@ class Explanation:
                 heatmap = {"rows": int(rows), "cols": int(cols), "method": head.heatmap.method}
             heads[name] = {"label": head.label, "heatmap": heatmap,
                            "words": {f: [w.to_dict() for w in spans] for f, spans in head.words.items()}}
+            if head.image_heatmaps:
+                heads[name]["image_heatmaps"] = {
+                    image: {"rows": int(h.grid.shape[0]), "cols": int(h.grid.shape[1]), "method": h.method}
+                    for image, h in head.image_heatmaps.items()}
         return {"explained_by": self.explained_by, "text_method": self.text_method, "notes": list(self.notes), "heads": heads}
 
     def heatmap_pngs(self) -> dict[str, bytes]:
-        return {name: head.heatmap.png() for name, head in self.heads.items() if head.heatmap is not None}
+        """PNG per head, and per head and image (`head@image`) for a case of several images."""
+        pngs = {name: head.heatmap.png() for name, head in self.heads.items() if head.heatmap is not None}
+        for name, head in self.heads.items():
+            pngs.update({image_heatmap_key(name, image): h.png() for image, h in head.image_heatmaps.items()})
+        return pngs
+
+
+def image_heatmap_key(head: str, image: str) -> str:
+    """How one image's heatmap of a head is stored: `fault@image 2`, `findings@lateral`."""
+    return f"{head}@{image}"
 
 
 # -- entry point --------------------------------------------------------------------------------
@@ -196,11 +212,14 @@ def explain_network(model: Any, pre: Any, encoded: Any, prediction: Prediction, 
     explanation = Explanation("network", heads={name: HeadExplanation(name, label) for name, (_, label) in targets.items()})
     used = model.spec.modalities
     raw = _raw_encodings(model, batch, used)
-    if "image" in raw:
+    if "image" in raw and model.spec.max_images > 1:
+        for name, per_image in slot_heatmaps(model, batch, raw, targets, encoded, prediction).items():
+            explanation.heads[name].image_heatmaps = per_image
+            if per_image:
+                explanation.heads[name].heatmap = per_image[_most_telling(per_image, prediction)]
+    elif "image" in raw:
         for name, heatmap in image_heatmaps(model, batch, raw, targets).items():
             explanation.heads[name].heatmap = heatmap
-    elif "image" in used and encoded.pixels is not None:
-        explanation.notes.append("this model reads several images; no heatmap is drawn for it")
     texts = [m for m in used if m != "image" and m in raw]
     for field_name in texts:
         text = (getattr(encoded, "texts", None) or {}).get(field_name)
@@ -221,10 +240,7 @@ def _raw_encodings(model: Any, batch: dict[str, Any], used: list[str]) -> dict[s
             if not bool(batch["present"][modality][0]):
                 continue
             inputs = batch["inputs"][modality]
-            if modality == "image":
-                if set(inputs) != {"pixels"}:  # several image slots: not explained
-                    continue
-            else:
+            if modality != "image":
                 inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
             tokens, mask = model.encode_raw(modality, inputs)
             raw[modality] = (tokens.float(), mask)
@@ -265,6 +281,36 @@ def image_heatmaps(model: Any, batch: dict[str, Any], raw: dict[str, tuple[torch
             cam = grad_cam(tokens[0, prefix:].detach(), grads[0, prefix:])
             heatmaps[name] = Heatmap(_to_uint8(cam.reshape(side, side)), method)
     return heatmaps
+
+
+def slot_heatmaps(model: Any, batch: dict[str, Any], raw: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                  targets: dict[str, tuple[int | None, str | None]], encoded: Any, prediction: Prediction
+                  ) -> dict[str, dict[str, Heatmap]]:
+    """A multi-image model: Grad-CAM of each filled image slot, from one backward pass per
+    head over the whole case (each image's tokens are its own segment of the sequence)."""
+    tokens = raw["image"][0].detach().clone().requires_grad_(True)
+    length = tokens.shape[1] // model.spec.max_images
+    layout = token_grid(model.image_encoder.backbone, length)
+    if layout is None:
+        return {}
+    prefix, side, method = layout
+    filled = [(slot, name) for slot, name in enumerate(encoded.slot_names) if name is not None]
+    with torch.enable_grad():
+        outputs = model(_with_cached(batch, {**raw, "image": (tokens, raw["image"][1])}))
+        heatmaps: dict[str, dict[str, Heatmap]] = {}
+        for head, (index, _) in targets.items():
+            (grads,) = torch.autograd.grad(_score(outputs, head, index).sum(), tokens, retain_graph=True)
+            heatmaps[head] = {}
+            for slot, name in filled:
+                segment = slice(slot * length + prefix, (slot + 1) * length)
+                cam = grad_cam(tokens[0, segment].detach(), grads[0, segment])
+                heatmaps[head][name] = Heatmap(_to_uint8(cam.reshape(side, side)), method)
+    return heatmaps
+
+
+def _most_telling(per_image: dict[str, Heatmap], prediction: Prediction) -> str:
+    shares = prediction.image_contributions
+    return max(per_image, key=lambda name: shares.get(name, 0.0)) if shares else next(iter(per_image))
 
 
 def token_grid(backbone: Any, count: int) -> tuple[int, int, str] | None:

@@ -23,6 +23,7 @@ from twinlens.db.explanation_tables import JobExplanation
 from twinlens.db.models import Job
 from twinlens.db.repositories.explanations import ExplanationRepository
 from twinlens.services import jobs
+from twinlens.services.job_images import StoredImage, stored_images
 from twinlens.services.errors import NotFound
 from twinlens.services.keys import Principal
 from twinlens.services.views import ExplanationView, explanation_view
@@ -81,26 +82,57 @@ def get_explanation(session: Session, principal: Principal, job_id: uuid.UUID) -
     return explanation_view(row)
 
 
-def heatmap_overlay(session: Session, blobs: BlobStore, principal: Principal, job_id: uuid.UUID, head: str) -> bytes:
-    """The head's heatmap drawn over the job's stored input image, as PNG bytes."""
+def heatmap_overlay(session: Session, blobs: BlobStore, principal: Principal, job_id: uuid.UUID, head: str,
+                    image: str | None = None) -> bytes:
+    """The head's heatmap drawn over the job's stored input image, as PNG bytes; for a job
+    of several images, `image` (a view, or "image N") picks whose heatmap over which image
+    (none: the image that mattered most)."""
     job = jobs.get_job(session, principal, job_id)
     repo = ExplanationRepository(session)
     row = repo.for_tenant(job.id, principal.tenant_id)
     if row is None:
         raise NotFound(_missing(job))
-    heat = repo.heatmap(job.id, head)
+    image = image or _most_telling_image(job, row.details, head)
+    heat = repo.heatmap(job.id, head if image is None else f"{head}{IMAGE_HEATMAP_SEPARATOR}{image}")
     if heat is None:
         with_heatmaps = sorted(name for name, value in (row.details.get("heads") or {}).items() if value.get("heatmap"))
-        raise NotFound(f"job {job_id} has no heatmap for head {head!r}; heads with one: {', '.join(with_heatmaps) or 'none'}",
-                       head=head)
-    if job.input_blob is None:
+        images = sorted({name for value in (row.details.get("heads") or {}).values() for name in value.get("image_heatmaps", {})})
+        shown = f"; images with one: {', '.join(images)}" if images else ""
+        raise NotFound(f"job {job_id} has no heatmap for head {head!r}{f' and image {image!r}' if image else ''}; "
+                       f"heads with one: {', '.join(with_heatmaps) or 'none'}{shown}", head=head)
+    stored = _stored_image(job, image)
+    if stored is None:
         raise NotFound(f"job {job_id}'s input image is no longer stored")
     try:
-        data = blobs.get(job.input_blob)
+        data = blobs.get(stored.sha256)
     except BlobNotFound:
         raise NotFound(f"job {job_id}'s input image is no longer stored") from None
-    image = get_plugin(job.plugin).load_image(data, job.input_media_type)
-    return overlay_png(image, heat)
+    picture = get_plugin(job.plugin).load_image(data, stored.media_type)
+    return overlay_png(picture, heat)
+
+
+# engine/explain.py stores one image's heatmap of a head as "head@image".
+IMAGE_HEATMAP_SEPARATOR = "@"
+
+
+def _most_telling_image(job: Any, details: dict[str, Any], head: str) -> str | None:
+    """Of a job of several images, the one whose removal moved the answer most."""
+    per_image = ((details.get("heads") or {}).get(head) or {}).get("image_heatmaps") or {}
+    if not per_image:
+        return None
+    shares = (job.result.explanation or {}).get("image_contributions", {}) if job.result is not None else {}
+    return max(per_image, key=lambda name: shares.get(name, 0.0))
+
+
+def _stored_image(job: Any, name: str | None) -> StoredImage | None:
+    """The stored image a heatmap name means: its view, or "image N" (from 1)."""
+    images = stored_images(job.input_blob, job.input_media_type, job.meta) if job.inputs_purged_at is None else []
+    if name is None or not images:
+        return images[0] if images else None
+    for position, image in enumerate(images, 1):
+        if name in (image.view, f"image {position}"):
+            return image
+    return None
 
 
 def overlay_png(image: Any, heat_png: bytes) -> bytes:

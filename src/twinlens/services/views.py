@@ -594,6 +594,9 @@ class HeadExplanationView(BaseModel):
     label: str | None = Field(description="The label explained: the predicted (or top) one; null for regression")
     heatmap: HeatmapMeta | None
     words: dict[str, list[WordWeightView]] = Field(description="Per text field, the words with their weights")
+    image_heatmaps: dict[str, HeatmapMeta] = Field(
+        default_factory=dict, description="A job of several images: each image's heatmap, by its view or \"image N\" "
+                                          "(`heatmap` is the one of the image that mattered most)")
 
 
 class ExplanationView(BaseModel):
@@ -615,7 +618,9 @@ def explanation_view(row) -> ExplanationView:
         heatmap = head.get("heatmap")
         meta = None if heatmap is None else HeatmapMeta(
             **heatmap, overlay_url=f"/v1/jobs/{row.job_id}/heatmap.png?head={quote(name)}")
-        heads[name] = HeadExplanationView(label=head.get("label"), heatmap=meta,
+        per_image = {image: HeatmapMeta(**value, overlay_url=f"/v1/jobs/{row.job_id}/heatmap.png?head={quote(name)}&image={quote(image)}")
+                     for image, value in (head.get("image_heatmaps") or {}).items()}
+        heads[name] = HeadExplanationView(label=head.get("label"), heatmap=meta, image_heatmaps=per_image,
                                           words={f: [WordWeightView(**w) for w in spans] for f, spans in (head.get("words") or {}).items()})
     return ExplanationView(job_id=row.job_id, model_version=row.model_version, reason=row.reason,
                            explained_by=details.get("explained_by", "none"), text_method=details.get("text_method"),

@@ -34,6 +34,9 @@ def get_explanation(job_id: uuid.UUID, principal: ApiKeyDep, session: SessionDep
 def get_heatmap(
     job_id: uuid.UUID, principal: ApiKeyDep, session: SessionDep, blobs: BlobsDep,
     head: Annotated[str, Query(min_length=1, max_length=100, description="The head (task) whose heatmap to draw")],
+    image: Annotated[str | None, Query(min_length=1, max_length=100, description=(
+        "A job of several images: which one (its view, e.g. lateral, or \"image 2\"); default: the image "
+        "that mattered most"))] = None,
 ) -> Response:
-    png = explanations.heatmap_overlay(session, blobs, principal, job_id, head)
+    png = explanations.heatmap_overlay(session, blobs, principal, job_id, head, image)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, no-store"})

@@ -46,6 +46,9 @@ class ZeroShotConfig:
     temperature: float = 0.05
     # Share of the uniform distribution mixed into every answer: the tempering.
     temper: float = 0.35
+    # Per head, a temperature fitted on labelled (or generated) samples (engine/zero_shot_predictor.py
+    # `fit_calibration`); a calibrated classifier needs no tempering (temper 0).
+    temperatures: dict[str, float] = field(default_factory=dict)
     max_length: int = 128
     batch_size: int = 32
     image_prompt: str = "a photo of {name}: {description}"
@@ -175,14 +178,14 @@ class ZeroShotClassifier:
         return head, _shares({name: float(logits[top]) for name, logits in present.items()})
 
     def _multiclass(self, task: Task, logits: np.ndarray) -> HeadPrediction:
-        probs = _softmax(logits)
+        probs = _softmax(logits / self.config.temperatures.get(task.name, 1.0))
         probs = (1 - self.config.temper) * probs + self.config.temper / len(probs)
         table = {name: round(float(p), 6) for name, p in zip(task.label_names, probs)}
         label = task.label_names[int(np.argmax(probs))]
         return HeadPrediction(task=task.name, kind=task.kind, probabilities=table, label=label, confidence=table[label])
 
     def _multilabel(self, task: Task, logits: np.ndarray) -> HeadPrediction:
-        probs = 1 / (1 + np.exp(-(logits - MULTILABEL_MARGIN)))
+        probs = 1 / (1 + np.exp(-(logits - MULTILABEL_MARGIN) / self.config.temperatures.get(task.name, 1.0)))
         probs = (1 - self.config.temper) * probs + self.config.temper * 0.5
         table = {name: round(float(p), 6) for name, p in zip(task.label_names, probs)}
         return HeadPrediction(task=task.name, kind=task.kind, probabilities=table, labels=[n for n, p in table.items() if p >= 0.5])

@@ -20,6 +20,7 @@ from twinlens.db.learning_tables import ModelActivation
 from twinlens.db.repositories import AuditRepository, ModelRepository
 from twinlens.db.repositories.learning import LearningRepository, scope_key
 from twinlens.services.admin_paths import confined_path
+from twinlens.services import zero_shot_models
 from twinlens.services.errors import Conflict, NotFound
 from twinlens.services.keys import Principal
 
@@ -187,10 +188,13 @@ def active_models(session: Session) -> list[ModelVersion]:
 
 
 def model_for_new_job(session: Session, tenant_id: uuid.UUID, plugin: str) -> ModelVersion:
-    model = ModelRepository(session).active(plugin, tenant_id)
+    """The active model (the tenant's, else the global one); before any, the plugin's
+    zero-shot model when its labels have descriptions (services/zero_shot_models.py)."""
+    model = ModelRepository(session).active(plugin, tenant_id) or zero_shot_models.zero_shot_model(session, plugin)
     if model is None:
         raise Conflict(
-            f"no active model for plugin {plugin!r}; an admin registers one with POST /v1/models",
+            f"no active model for plugin {plugin!r}, and its labels have no descriptions to answer zero-shot; "
+            "an admin registers one with POST /v1/models",
             plugin=plugin,
         )
     return model

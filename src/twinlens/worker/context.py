@@ -24,7 +24,7 @@ class WorkerContext:
             settings=settings,
             db=db or Database(settings.resolved_database_url),
             blobs=blobs or LocalBlobStore(settings.resolved_blob_dir),
-            models=ModelCache(runtime=settings.runtime),
+            models=ModelCache(runtime=settings.runtime, settings=settings),
         )
 
 

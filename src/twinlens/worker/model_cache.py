@@ -9,13 +9,15 @@ from collections import OrderedDict
 from typing import Any
 
 from twinlens.contract.errors import BundleError
+from twinlens.services.zero_shot_models import is_zero_shot_path
 
 
 class ModelCache:
-    def __init__(self, capacity: int = 4, device: str | None = None, runtime: str | None = None):
+    def __init__(self, capacity: int = 4, device: str | None = None, runtime: str | None = None, settings: Any = None):
         self.capacity = capacity
         self.device = device
         self.runtime = runtime  # torch | onnx; None: the TWINLENS_RUNTIME setting
+        self.settings = settings  # for zero-shot versions (calibration); None: the process's settings
         self._models: OrderedDict[uuid.UUID, Any] = OrderedDict()
         self._names: dict[uuid.UUID, str] = {}
         self._lock = threading.Lock()
@@ -37,6 +39,10 @@ class ModelCache:
     def _load(self, bundle_path: str, expected_version: str) -> Any:
         from twinlens.engine.predictor import Predictor  # torch: only where models run
 
+        if is_zero_shot_path(bundle_path):  # no bundle: the classifier is built from the plugin
+            from twinlens.worker.zero_shot_loader import load_zero_shot
+
+            return load_zero_shot(bundle_path, expected_version, self.settings, device=self.device)
         predictor = Predictor.from_bundle(bundle_path, device=self.device, runtime=self.runtime or _runtime_setting())
         loaded = f"{predictor.plugin_name}@{predictor.version}"
         if loaded != expected_version:

@@ -10,6 +10,7 @@ import io
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,41 @@ def _sha(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
+
+
+def _blobs_exist(service, keys_: set[str]) -> list[bool]:
+    blob_dir = service["settings"].resolved_blob_dir
+    return [bool(list(blob_dir.rglob(f"*{key}*"))) for key in sorted(keys_)]
+
+
+def test_the_retention_purge_and_subject_erasure_forget_every_image(service):
+    from datetime import timedelta
+
+    from twinlens.blobs import LocalBlobStore
+    from twinlens.db.base import utcnow
+    from twinlens.db.models import Job
+    from twinlens.services.execution import purge_expired_inputs
+
+    client = service["client"]
+    shared = _png(20)  # also the photo of a job that stays: its blob must stay too
+    kept = client.post("/v1/plugins/support_ticket/jobs", data={"text": "kept"}, params={"wait": 120},
+                       files=[("image", ("k.png", _png(30), "image/png")), ("image", ("s.png", shared, "image/png"))]).json()
+    purged = client.post("/v1/plugins/support_ticket/jobs", data={"text": "old ticket"}, params={"wait": 120},
+                         files=[("image", ("a.png", _png(21), "image/png")), ("image", ("s.png", shared, "image/png"))]).json()
+    erased = client.post("/v1/plugins/support_ticket/jobs", params={"wait": 120},
+                         data={"text": "a customer's ticket", "metadata": json.dumps({"subject_ref": "cust-77"})},
+                         files=[("image", (f"{i}.png", _png(40 + i), "image/png")) for i in range(3)]).json()
+    digests = {name: {image["sha256"] for image in job["inputs"]["images"]} for name, job in
+               (("kept", kept), ("purged", purged), ("erased", erased))}
+    with service["database"].session() as session:
+        job = session.get(Job, uuid.UUID(purged["id"]))
+        job.finished_at = utcnow() - timedelta(days=40)
+        session.commit()
+        assert purge_expired_inputs(session, LocalBlobStore(service["settings"].resolved_blob_dir), 30) == 1
+        session.commit()
+    assert set(client.get(f"/v1/jobs/{purged['id']}").json()["inputs"]) == {"purged_at"}
+    assert _blobs_exist(service, digests["purged"] - digests["kept"]) == [False]
+    assert all(_blobs_exist(service, digests["kept"]))  # the shared photo is still another job's
+    assert client.delete("/v1/subjects/cust-77").status_code in (200, 204)
+    assert not any(_blobs_exist(service, digests["erased"]))
+    assert all(_blobs_exist(service, digests["kept"]))

@@ -59,6 +59,9 @@ def submit_job(session: Session, blobs: BlobStore, principal: Principal, request
             tenant_id=principal.tenant_id,
             plugin=request.plugin,
             model_version_id=model.id,
+            # Both set now, so rendering the new job (job_view) loads neither from the database.
+            model_version=model,
+            result=None,
             status="queued",
             input_blob=images[0].sha256 if images else None,
             input_media_type=images[0].media_type if images else None,

@@ -23,12 +23,14 @@ class ModelRepository:
         return list(self.session.scalars(query.order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())))
 
     def active(self, plugin: str, tenant_id: uuid.UUID | None) -> ModelVersion | None:
-        """The model a new job uses: the tenant's own active one, else the global one."""
-        for scope in ([tenant_id, None] if tenant_id is not None else [None]):
-            model = self.session.scalar(self._scope(plugin, scope).where(ModelVersion.is_active.is_(True)))
-            if model is not None:
-                return model
-        return None
+        """The model a new job uses: the tenant's own active one, else the global one (one
+        query, every job pays it: the tenant's own sorts first, false before true)."""
+        scope = ModelVersion.tenant_id.is_(None)
+        if tenant_id is not None:
+            scope = or_(ModelVersion.tenant_id == tenant_id, scope)
+        query = (select(ModelVersion).where(ModelVersion.plugin == plugin, ModelVersion.is_active.is_(True), scope)
+                 .order_by(ModelVersion.tenant_id.is_(None)).limit(1))
+        return self.session.scalar(query)
 
     def active_in_scope(self, plugin: str, tenant_id: uuid.UUID | None) -> ModelVersion | None:
         """The active version of exactly this scope (no fallback to the global one)."""

@@ -54,7 +54,12 @@ JOB_REQUEST_BODY: Schema = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "image": {"type": "string", "format": "binary", "description": "The photo or scan"},
+                        "image": {"type": "string", "format": "binary",
+                                  "description": "The photo or scan. Repeat the part for a case of several images (up to "
+                                                 "the plugin's input_schema.image.max_images), or name each part for "
+                                                 "its view: image[frontal], image[lateral]"},
+                        "views": {"type": "string", "description": "Optional: the view of each `image` part in order, "
+                                                                   "comma-separated (frontal,lateral) or a JSON list"},
                         "text": {"type": "string", "description": "The text that came with it"},
                         "metadata": {"type": "string", "description": "A JSON object"},
                         "webhook_url": {"type": "string", "description": "POSTed a signed event on completion"},
@@ -225,6 +230,7 @@ def _job_limits(settings: Settings) -> str:
         f"{settings.max_upload_bytes} bytes and {settings.max_image_pixels} pixels (413 beyond), "
         f"each text at most {settings.max_text_chars} characters (or the plugin's own lower limit), "
         f"metadata at most {settings.max_metadata_bytes} bytes as JSON, "
+        f"the images of one job together at most {settings.max_images_total_bytes} bytes (413 beyond), "
         f"the whole request at most {settings.max_request_bytes} bytes (413 beyond); "
         f"`wait` waits at most {settings.max_wait_seconds:g} s."
     )

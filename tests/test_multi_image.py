@@ -174,3 +174,17 @@ def test_each_image_gets_its_heatmap(second_image_data, bundles):
     assert head.heatmap is head.image_heatmaps[most]
     assert {"colour", "colour@image 1", "colour@image 2"} == set(explanation.heatmap_pngs())
     assert set(explanation.to_dict()["heads"]["colour"]["image_heatmaps"]) == {"image 1", "image 2"}
+
+
+@pytest.mark.slow
+def test_bulk_scoring_reads_a_list_of_images(tmp_path, second_image_data, bundles):
+    from twinlens.engine.bulk import score_file
+
+    data = make_second_image_dataset(tmp_path / "rows", 6, seed=9)
+    out = tmp_path / "scored.jsonl"
+    summary = score_file(GenericPlugin(), Predictor.from_bundle(bundles["concat", 2], device="cpu"), data, out)
+    assert summary.scored == 6 and not summary.bad
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    truth = [json.loads(line)["colour"] for line in data.read_text().splitlines()]
+    assert all(set(row["prediction"]["image_contributions"]) == {"image 1", "image 2"} for row in rows), rows[0]
+    assert sum(row["prediction"]["heads"]["colour"]["label"] == colour for row, colour in zip(rows, truth)) >= 5

@@ -119,19 +119,27 @@ def _prepare(plugin: Plugin, predictor: Any, row: Row | RowError, folder: Path, 
 def _raw_input(plugin: Plugin, row: Row, folder: Path, image_col: str) -> RawInput:
     from twinlens.contract.errors import InputError
 
+    from twinlens.contract.manifest import image_entries
+    from twinlens.contract.plugin import RawImage
+
     schema = plugin.input_schema()
-    image_bytes = None
+    images = []
     cell = row.values.get(image_col)
     if schema.image is not None and cell not in (None, ""):
-        path = Path(str(cell))
-        path = path if path.is_absolute() else folder / path
-        try:
-            image_bytes = path.read_bytes()
-        except OSError as error:
-            raise InputError(image_col, f"cannot read {cell}: {error.strerror or error}") from None
+        # One path, or a list of several (a case of several images, each maybe with its view).
+        entries = image_entries(cell) or [(str(cell), None)]
+        if len(entries) > schema.image.max_images:
+            raise InputError(image_col, f"{len(entries)} images; plugin {plugin.name!r} takes at most {schema.image.max_images}")
+        for name, view in entries:
+            path = Path(name)
+            path = path if path.is_absolute() else folder / path
+            try:
+                images.append(RawImage(path.read_bytes(), None, view))
+            except OSError as error:
+                raise InputError(image_col, f"cannot read {name}: {error.strerror or error}") from None
     texts = {name: _text(row.values.get(name)) for name in schema.text_names}
     metadata = {m.name: row.values[m.name] for m in schema.metadata if m.name in row.values}
-    return RawInput(image_bytes=image_bytes, texts=texts, metadata=metadata)
+    return RawInput.of_images(images, texts=texts, metadata=metadata)
 
 
 def _text(value: Any) -> str | None:

@@ -23,7 +23,9 @@ from twinlens.db.console_tables import ConsoleReviewAction
 from twinlens.db.models import Feedback, Job, JOB_STATUSES, WebhookDelivery
 from twinlens.db.repositories import AuditRepository
 from twinlens.db.repositories.console import ConsoleRepository, QueueFilter
-from twinlens.services import explanations, jobs, search, webhooks
+from twinlens.db.repositories.connectors import ConnectorRepository
+from twinlens.services import connectors, explanations, jobs, search, webhooks
+from twinlens.services.paging import PageRequest
 from twinlens.services.console_sessions import ConsoleLogin
 from twinlens.services.errors import Conflict, NotFound
 from twinlens.services.views import ExplanationView
@@ -35,6 +37,7 @@ QUEUE_WINDOW = 2000
 QUEUE_PAGE = 50
 HISTORY_SHOWN = 10
 SIMILAR_SHOWN = 5
+CONNECTOR_EVENTS_SHOWN = 20
 
 
 # -- the queue ------------------------------------------------------------------------------
@@ -262,7 +265,7 @@ def case_view(session: Session, login: ConsoleLogin, job_id: uuid.UUID, settings
 def _case_extras(session: Session, login: ConsoleLogin, job: Job, settings: Settings) -> dict[str, Any]:
     """What the other services add to a finished case: similar past cases, and the
     explanation of its first head (heatmap, word weights) when the worker made one."""
-    extras: dict[str, Any] = {"similar": similar_cases(session, login, job, settings)}
+    extras: dict[str, Any] = {"similar": similar_cases(session, login, job, settings), **_connector_history(session, login, job)}
     try:
         explanation = explanations.get_explanation(session, login.principal, job.id)
     except NotFound:  # the job did not need review and did not ask for one
@@ -278,6 +281,21 @@ def _case_extras(session: Session, login: ConsoleLogin, job: Job, settings: Sett
     extras["word_weights"] = {name: weighted_tokens(texts[name], [(w.start, w.end, w.weight) for w in words])
                               for name, words in explained.words.items() if texts.get(name) and words}
     return extras
+
+
+def _connector_history(session: Session, login: ConsoleLogin, job: Job) -> dict[str, Any]:
+    """A job a helpdesk connector submitted: its ticket (status, when written back) and,
+    to admins (the connectors' event log is theirs, services/connectors.py), the ticket's
+    fetch and write-back events."""
+    ticket = ConnectorRepository(session).ticket_for_job(job.id)
+    if ticket is None or ticket.tenant_id != login.principal.tenant_id:
+        return {}
+    found: dict[str, Any] = {"connector_ticket": ticket}
+    if login.principal.is_admin:
+        events, _ = connectors.list_events(session, login.principal, ticket.connector_id, PageRequest(limit=CONNECTOR_EVENTS_SHOWN),
+                                           ticket_id=ticket.ticket_id)
+        found["connector_events"] = events
+    return found
 
 
 def _explained_head(job: Job, explanation: ExplanationView) -> str | None:

@@ -25,5 +25,6 @@ from twinlens.cli import service  # noqa: E402,F401
 from twinlens.cli import workers  # noqa: E402,F401  (twinlens worker: the Celery fleet)
 from twinlens.cli import tenants  # noqa: E402,F401  (twinlens tenants delete)
 from twinlens.cli import export  # noqa: E402,F401  (twinlens export: ONNX graphs, docs/export.md)
+from twinlens.cli import align  # noqa: E402,F401  (twinlens align: an image-text space, docs/search.md)
 from twinlens.cli import connectors  # noqa: E402,F401  (twinlens connectors: helpdesks, docs/connectors/)
 from twinlens.cli import models, training  # noqa: E402,F401  (twinlens models / training / data: the learning loop)

@@ -2,7 +2,8 @@
 finished job's vectors are stored; GET /v1/jobs/{id}/similar finds the job's look-alikes
 with their labels, corrections and decisions; POST /v1/search finds photos with a text
 (in an aligned space trained by a training run of kind align), cases with a text, and
-photos with a photo; another tenant's cases never appear; a purge takes the vectors."""
+photos with a photo; another tenant's cases never appear; DELETE and the retention purge
+take the vectors."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ import base64
 import json
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from service_helpers import problem, wait_finished
 
 from twinlens.cli.service import train_sample_model
+from twinlens.db.base import utcnow
 from twinlens.db.embedding_tables import CaseEmbedding
+from twinlens.db.models import Job
 from twinlens.generic.sample_data import make_sample_dataset
+from twinlens.worker import tasks
 
 pytestmark = pytest.mark.parametrize("live", ["postgresql"], indirect=True)
 CASES = 24
@@ -185,3 +190,18 @@ def _wait_run(client, run_id: str, timeout: float = 120.0) -> dict:
             return body
         time.sleep(0.2)
     raise AssertionError(f"training run {run_id} did not finish in {timeout}s")
+
+
+def test_the_retention_purge_takes_the_vectors(live, generated, network_bundle):
+    manifest, rows = generated
+    key = _tenant(live, network_bundle)
+    with live.client(key) as client:
+        cases = _run_cases(client, manifest, rows[:2])
+        with live.db.session() as session:
+            for job_id in cases:
+                session.get(Job, uuid.UUID(job_id)).finished_at = utcnow() - timedelta(days=live.settings.retention_days + 1)
+        assert tasks.purge_expired_inputs(live.service.worker.context) >= 2
+        with live.db.session() as session:
+            assert session.query(CaseEmbedding).filter(CaseEmbedding.job_id.in_([uuid.UUID(j) for j in cases])).count() == 0
+        for job_id in cases:
+            assert "purged" in problem(client.get(f"/v1/jobs/{job_id}/similar"), 409)["detail"]

@@ -133,13 +133,18 @@ def _parse(data: bytes, suffix: str) -> tuple[list[Row], list]:
 
 
 def _display_name(filename: str) -> str:
-    return PurePath(filename or "").name[:255]
+    return _no_nul(PurePath(filename or "").name)[:255]
+
+
+def _no_nul(text: str) -> str:
+    # PostgreSQL text columns cannot hold NUL; a name or id is still told apart without it.
+    return text.replace("\x00", "")
 
 
 def _line(plugin: Plugin, principal: Principal, settings: Settings, row: Row) -> dict[str, Any]:
     """One row as stored: its checked, sanitized inputs, or why it cannot be scored."""
     ref = row.values.get(ID_COLUMN)
-    line: dict[str, Any] = {"line": row.line, "row_ref": None if ref in (None, "") else str(ref)[:1000]}
+    line: dict[str, Any] = {"line": row.line, "row_ref": None if ref in (None, "") else _no_nul(str(ref))[:1000]}
     try:
         inputs, subject = _checked_inputs(plugin, principal, settings, row.values)
     except TwinLensError as exc:
@@ -377,12 +382,11 @@ def record_answers(session: Session, claimed: ClaimedBatch, answers: list[dict[s
     False when the batch is no longer this claim's (canceled, deleted, taken over): the
     worker then stops."""
     repo = BatchRepository(session)
-    if repo.status(claimed.id) != "running":
+    if not repo.held_by(claimed.id, claimed.token):
         return False
     repo.write_answers(claimed.id, answers)
     repo.refresh_counts(claimed.id, utcnow())
-    batch = repo.get(claimed.id)
-    return batch is not None and batch.claimed_by == claimed.token
+    return True
 
 
 def end_slice(session: Session, claimed: ClaimedBatch) -> bool:

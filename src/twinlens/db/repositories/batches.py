@@ -39,8 +39,11 @@ class BatchRepository(TenantOwnedRepository[Batch]):
         )
         return result.rowcount == 1
 
-    def status(self, batch_id: uuid.UUID) -> str | None:
-        return self.session.scalar(select(Batch.status).where(Batch.id == batch_id))
+    def held_by(self, batch_id: uuid.UUID, token: str) -> bool:
+        """Whether the batch is still running under this claim (not canceled, deleted, or
+        queued again and taken by another worker after this one's heartbeat lapsed)."""
+        query = select(Batch.id).where(Batch.id == batch_id, Batch.status == "running", Batch.claimed_by == token)
+        return self.session.scalar(query) is not None
 
     def queued_rows(self, batch_id: uuid.UUID, after_line: int, limit: int) -> list[tuple[int, str | None, dict[str, Any]]]:
         """(line, row id, inputs) of the next queued lines, in file order."""

@@ -24,9 +24,6 @@ from twinlens.contract.errors import InputError
 from twinlens.services.connectors_http import GuardedTransport, retry_after_seconds
 from twinlens.settings import Settings
 
-NOW = datetime.now(timezone.utc)
-
-
 @pytest.fixture
 def installed_package(tmp_path, monkeypatch):
     """A connector package as pip would install it: a module and a dist-info with the entry point."""
@@ -60,15 +57,16 @@ def test_a_connector_package_is_found_through_the_entry_points(installed_package
 
 def test_zendesk_signatures_are_checked_on_the_raw_body_and_the_timestamp():
     zendesk, body, credentials = ZendeskConnector(), b'{"ticket_id": "12"}', {"webhook_secret": "s3cret"}
-    zendesk.verify(zendesk_headers("s3cret", body), body, credentials, NOW, 300)
+    now = datetime.now(timezone.utc)
+    zendesk.verify(zendesk_headers("s3cret", body), body, credentials, now, 300)
     for headers, message in ((zendesk_headers("other", body), "does not match"),
-                             (zendesk_headers("s3cret", body, sent=NOW - timedelta(seconds=301)), "away from now"),
-                             (zendesk_headers("s3cret", body, sent=NOW + timedelta(seconds=301)), "away from now"),
+                             (zendesk_headers("s3cret", body, sent=now - timedelta(seconds=301)), "away from now"),
+                             (zendesk_headers("s3cret", body, sent=now + timedelta(seconds=301)), "away from now"),
                              ({}, "carries no")):
         with pytest.raises(IntakeRefused, match=message):
-            zendesk.verify(headers, body, credentials, NOW, 300)
+            zendesk.verify(headers, body, credentials, now, 300)
     with pytest.raises(IntakeRefused):
-        zendesk.verify(zendesk_headers("s3cret", body), body + b" ", credentials, NOW, 300)
+        zendesk.verify(zendesk_headers("s3cret", body), body + b" ", credentials, now, 300)
 
 
 def test_zendesk_payloads_name_the_ticket_and_the_triggering_comment():
@@ -92,11 +90,12 @@ def test_zendesk_payloads_name_the_ticket_and_the_triggering_comment():
 
 def test_freshdesk_secrets_are_compared_and_payloads_parsed():
     freshdesk, credentials = FreshdeskConnector(), {"api_key": "k", "webhook_secret": "right"}
-    freshdesk.verify({"x-twinlens-secret": "right"}, b"{}", credentials, NOW, 300)
-    freshdesk.verify({"authorization": "Basic " + base64.b64encode(b"fd:right").decode()}, b"{}", credentials, NOW, 300)
+    now = datetime.now(timezone.utc)
+    freshdesk.verify({"x-twinlens-secret": "right"}, b"{}", credentials, now, 300)
+    freshdesk.verify({"authorization": "Basic " + base64.b64encode(b"fd:right").decode()}, b"{}", credentials, now, 300)
     for headers in ({"x-twinlens-secret": "wrong"}, {}, {"authorization": "Basic !!"}, {"authorization": "Bearer right"}):
         with pytest.raises(IntakeRefused):
-            freshdesk.verify(headers, b"{}", credentials, NOW, 300)
+            freshdesk.verify(headers, b"{}", credentials, now, 300)
     assert freshdesk.parse_event({"freshdesk_webhook": {"ticket_id": 8}}).ticket_id == "8"
     assert freshdesk.parse_event({"ticket_id": "8", "conversation_id": 3}).trigger_id == "3"
     with pytest.raises(ConnectorError):
@@ -127,7 +126,8 @@ def test_the_note_carries_the_decision_and_the_tags_are_safe():
 
 def test_retry_after_is_read_as_seconds_or_an_http_date():
     assert retry_after_seconds("7") == 7.0
-    assert 55 <= retry_after_seconds(format_datetime(NOW + timedelta(seconds=60), usegmt=True)) <= 60
+    soon = datetime.now(timezone.utc) + timedelta(seconds=60)
+    assert 55 <= retry_after_seconds(format_datetime(soon, usegmt=True)) <= 60
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
 
 

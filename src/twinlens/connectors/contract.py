@@ -171,7 +171,12 @@ class Connector(ABC):
 
     def check_base_url(self, base_url: str) -> str:
         """The helpdesk's base URL, normalised (no trailing slash); InputError when unusable."""
-        url = httpx.URL(base_url.strip())
+        if any(char.isspace() or ord(char) < 32 for char in base_url.strip()):
+            raise InputError("base_url", "a URL holds no spaces or control characters")
+        try:
+            url = httpx.URL(base_url.strip())
+        except httpx.InvalidURL as exc:
+            raise InputError("base_url", f"not a URL: {exc}") from None
         if url.scheme not in ("http", "https") or not url.host:
             raise InputError("base_url", "give the helpdesk's https URL, e.g. https://acme.example.com")
         if url.query or url.fragment or url.userinfo:

@@ -172,7 +172,7 @@ def _apply(row: Connector, connector: HelpdeskConnector, box: SecretBox, options
 
 
 def _name(value: str) -> str:
-    value = value.strip()
+    value = _short(value, "name")
     if not value or len(value) > 100:
         raise InputError("name", "give a name of 1 to 100 characters")
     return value
@@ -182,6 +182,8 @@ def _short(value: Any, field_name: str) -> str:
     text = str(value).strip()
     if len(text) > 200:
         raise InputError(field_name, "values are at most 200 characters")
+    if any(ord(char) < 32 or ord(char) == 127 for char in text):
+        raise InputError(field_name, "control characters are not allowed")
     return text
 
 

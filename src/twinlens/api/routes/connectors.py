@@ -20,25 +20,29 @@ from twinlens.services.views import ConnectorEventList, ConnectorEventView, Conn
 router = APIRouter(prefix="/v1", responses=problem_responses(400, 401, 403, 422))
 intake_router = APIRouter(prefix="/v1")
 
-Short = Annotated[str, StringConstraints(max_length=200)]
-Secret = Annotated[str, StringConstraints(max_length=4000)]
+# Printable text only: names and mappings end up in tags, fields and the database, where a
+# control character (NUL above all) has no place.
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+Short = Annotated[str, StringConstraints(max_length=200, pattern=PRINTABLE)]
+CredentialName = Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=r"^[a-z][a-z0-9_]*$")]
+Secret = Annotated[str, StringConstraints(max_length=4000, pattern=PRINTABLE)]
 
 
 class ConnectorChange(BaseModel):
     """A connector's settings; on PATCH every field is optional and only those given change."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, min_length=1, max_length=100)
-    base_url: str | None = Field(None, max_length=500, description="e.g. https://acme.zendesk.com or https://acme.freshdesk.com")
-    plugin: str | None = Field(None, max_length=100, description="The plugin whose model decides, e.g. support_ticket")
-    credentials: dict[Short, Secret] | None = Field(
+    name: str | None = Field(None, min_length=1, max_length=100, pattern=PRINTABLE)
+    base_url: str | None = Field(None, max_length=500, pattern=PRINTABLE, description="e.g. https://acme.zendesk.com or https://acme.freshdesk.com")
+    plugin: str | None = Field(None, max_length=100, pattern=PRINTABLE, description="The plugin whose model decides, e.g. support_ticket")
+    credentials: dict[CredentialName, Secret] | None = Field(
         None, description="Write-only. Zendesk: webhook_secret (the webhook's signing secret) and email + api_token or "
                           "oauth_token; Freshdesk: api_key and webhook_secret (the secret the automation rule sends). "
                           "On PATCH the names given replace the stored ones; an empty value removes one.")
     fields: dict[Short, Short] | None = Field(None, description="Decision key -> helpdesk field, e.g. {\"fault\": \"360001\"}")
-    tag_prefix: str | None = Field(None, max_length=50)
-    review_tag: str | None = Field(None, max_length=100, description="Added when the decision needs review; empty: none")
-    review_group: str | None = Field(None, max_length=100, description="The group a ticket that needs review moves to")
+    tag_prefix: str | None = Field(None, max_length=50, pattern=PRINTABLE)
+    review_tag: str | None = Field(None, max_length=100, pattern=PRINTABLE, description="Added when the decision needs review; empty: none")
+    review_group: str | None = Field(None, max_length=100, pattern=PRINTABLE, description="The group a ticket that needs review moves to")
     attachment_hosts: list[Short] | None = Field(None, max_length=20,
                                                  description="Hosts besides the helpdesk's own that attachments may come from")
     write_back: bool | None = None
@@ -46,11 +50,11 @@ class ConnectorChange(BaseModel):
 
 
 class ConnectorCreate(ConnectorChange):
-    kind: str = Field(max_length=50, description="zendesk, freshdesk, or an installed connector's name")
-    name: str = Field(min_length=1, max_length=100)
-    base_url: str = Field(max_length=500)
-    plugin: str = Field(max_length=100)
-    credentials: dict[Short, Secret]
+    kind: str = Field(max_length=50, pattern=PRINTABLE, description="zendesk, freshdesk, or an installed connector's name")
+    name: str = Field(min_length=1, max_length=100, pattern=PRINTABLE)
+    base_url: str = Field(max_length=500, pattern=PRINTABLE)
+    plugin: str = Field(max_length=100, pattern=PRINTABLE)
+    credentials: dict[CredentialName, Secret]
 
 
 def _options(body: ConnectorChange) -> ConnectorOptions:

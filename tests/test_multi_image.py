@@ -188,3 +188,19 @@ def test_bulk_scoring_reads_a_list_of_images(tmp_path, second_image_data, bundle
     truth = [json.loads(line)["colour"] for line in data.read_text().splitlines()]
     assert all(set(row["prediction"]["image_contributions"]) == {"image 1", "image 2"} for row in rows), rows[0]
     assert sum(row["prediction"]["heads"]["colour"]["label"] == colour for row, colour in zip(rows, truth)) >= 5
+
+
+@pytest.mark.parametrize("fusion", ["concat", "weighted", "gated", "cross_attention", "early"])
+@pytest.mark.parametrize("pool", ["attention", "mean"])
+def test_every_fusion_reads_every_image(fusion, pool):
+    """Changing only the second image changes the answer, for every strategy and pooling."""
+    spec = tiny_spec(fusion, max_images=2, image_pool=pool)
+    model = build_model(spec, dataset(xor_samples(4, seed=0)).label_schema, seed=0, load_pretrained=False).eval()
+    pre = Preprocessor(spec, _tokenizer())
+    rng = random.Random(1)
+    first = square_image("red", rng)
+    samples = [Sample.of_images([first, square_image(colour, random.Random(7))], texts={"text": "cat"}) for colour in ("red", "blue")]
+    with torch.no_grad():
+        logits = model(collate([pre.encode(s) for s in samples], pre))["xor"]
+    assert logits.shape == (2, 2)
+    assert not torch.allclose(logits[0], logits[1])

@@ -113,6 +113,7 @@ def test_corrections_export_skips_purged_jobs_and_drift_counts_them(live, tmp_pa
         summary = response.json()
         problem(client.post("/v1/corrections/exports", json={"plugin": "generic", "output_dir": str(out)}), 422)
         drift = client.get(f"/v1/models/{finished[0]['model_version']['id']}/drift").json()
+        metrics = client.get("/metrics").text  # the embedded service: the API's and the worker's counters
 
     assert summary["skipped_purged"] == 1
     assert summary["rows"] + summary["skipped_held_out"] == 7 and summary["skipped_no_labels"] == 0
@@ -127,6 +128,10 @@ def test_corrections_export_skips_purged_jobs_and_drift_counts_them(live, tmp_pa
     today = drift["days"][-1]
     assert today["jobs"] >= 8 and 0 < today["correction_rate"] <= 1 and "label" in today["class_mix"]
     assert 0 <= today["needs_review_share"] <= 1 and today["confidence"]["label"]["mean"] > 0
+    version = finished[0]["model_version"]["version"]
+    for name in ("twinlens_model_corrections_total", "twinlens_model_predictions_total", "twinlens_model_decisions_total",
+                 "twinlens_model_prediction_confidence_bucket"):
+        assert any(line.startswith(name + "{") and f'model_version="{version}"' in line for line in metrics.splitlines()), name
 
 
 @pytest.fixture(scope="session")
@@ -137,10 +142,10 @@ def second_support_ticket_bundle(tmp_path_factory) -> Path:
 
 def test_the_retention_purge_scrubs_what_shadow_decisions_copy_of_the_inputs(live, support_ticket_bundle,
                                                                              second_support_ticket_bundle):
-    """support_ticket decisions quote the ticket text; a challenger's decision in shadow
-    does too, and the purge leaves no copy of it (the same search as test_retention_every_copy)."""
+    """support_ticket decisions quote the OCR text; a challenger's decision in shadow does
+    too, and the purge leaves no copy of it (the same search as test_retention_every_copy)."""
     key = live.new_tenant_key(admin=True)
-    strings = {name: planted(name) for name in ("text", "subject", "productline")}
+    strings = {name: planted(name) for name in ("text", "subject", "productline", "ocrgiven")}
     with live.client(key) as client:
         for bundle, activate in ((support_ticket_bundle, True), (second_support_ticket_bundle, False)):
             response = client.post("/v1/models", json={"bundle_path": str(bundle), "scope": "tenant", "activate": activate})
@@ -148,7 +153,7 @@ def test_the_retention_purge_scrubs_what_shadow_decisions_copy_of_the_inputs(liv
         challenger = response.json()["id"]
         assert client.put(f"/v1/models/{challenger}/shadow", json={"share": 1.0}).status_code == 200
         body = {"inputs": {"text": f"My phone {strings['text']} will not charge.", "subject": f"Charging {strings['subject']}",
-                           "ocr": "no text"}, "metadata": {"product_line": strings["productline"]}}
+                           "ocr": f"ERROR {strings['ocrgiven']}"}, "metadata": {"product_line": strings["productline"]}}
         response = client.post("/v1/plugins/support_ticket/jobs", json=body)
         assert response.status_code == 202, response.text
         job = wait_finished(client, response.json()["id"], timeout=120)

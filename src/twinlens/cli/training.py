@@ -56,7 +56,7 @@ def training_start(
                                                      "output_roots": [Path(out).resolve().parent]})
     spec = read_json_file(model_spec, "--model-spec") if model_spec else None
     base = training.TrainingRequest(plugin=plugin, data_path=str(Path(data).resolve()), output_dir=str(Path(out).resolve()),
-                                    epochs=epochs, preset=preset, time_limit_seconds=time_limit, model_spec=spec)
+                                    scope="tenant", epochs=epochs, preset=preset, time_limit_seconds=time_limit, model_spec=spec)
     if combine not in ("deduplicated", "weighted") or spec_from not in ("plugin", "champion"):
         fail("--combine is deduplicated or weighted; --spec-from is plugin or champion")
     with operator_session(settings) as session:

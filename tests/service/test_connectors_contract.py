@@ -166,3 +166,13 @@ def test_the_transport_refuses_private_addresses_unless_allowed():
         transport.download("http://127.0.0.1:9/attachments/a.png")
     assert transport.records and all(r.error for r in transport.records)
     json.dumps([r.url for r in transport.records])  # the log holds plain URLs
+
+
+def test_celery_workers_run_the_connector_steps_on_the_webhooks_queue():
+    """`twinlens worker` listens on the webhooks queue by default, where the steps are published."""
+    from twinlens.cli.workers import default_queues
+    from twinlens.queue import CONNECTOR_TASK, WEBHOOK_QUEUE
+    from twinlens.worker.celery_app import make_celery
+
+    assert CONNECTOR_TASK in make_celery(Settings(broker_url="redis://127.0.0.1:6379/15")).tasks
+    assert WEBHOOK_QUEUE in default_queues()

@@ -44,6 +44,7 @@ def tree_copy(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(("module", "planted", "broken"), [
     ("twinlens/api/routes/jobs.py", "import twinlens.engine.model", "The API never imports the engine"),
+    ("twinlens/console/routes.py", "import twinlens.worker.tasks", "The API never imports the engine"),
     ("twinlens/services/jobs.py", "import twinlens.api.app", "Services never import the API"),
     ("twinlens/contract/schema.py", "import torch", "The contract imports nothing above it"),
     ("twinlens_support_ticket/dataset.py", "import twinlens.generic.reader", "One plugin never imports another"),

@@ -1,12 +1,13 @@
 """Case embeddings from the pass that predicts: the fused vector (what the heads read) and
-one vector per modality (its projected tokens, mean-pooled), per row.
+one vector per modality (its projected tokens, pooled), per row.
 
 Similar-case search and the image-text space (engine/align.py) read these. They come
 out of the very forward pass whose logits become the prediction, so a stored embedding
 always belongs to the model version and the inputs that gave the result.
 
 Kinds: "fused", and each modality's name ("image", or a text input such as "text",
-"ocr"). A modality missing from a row has no vector (its learned "missing" token would
+"ocr"): its projected tokens pooled as the fusion pools them (the mean, or the learned
+attention over several images). A modality missing from a row has no vector (its learned "missing" token would
 make every such case look alike).
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from twinlens.engine.fusion.base import ModalityTokens, masked_mean
+from twinlens.engine.fusion.base import ModalityTokens, pooled_vector
 
 FUSED = "fused"
 RowEmbeddings = dict[str, np.ndarray]
@@ -30,7 +31,8 @@ class EmbeddingCollector:
         self.rows: list[RowEmbeddings] = []
 
     def add(self, fused: torch.Tensor, features: dict[str, ModalityTokens], modalities: list[str]) -> None:
-        pooled = {m: masked_mean(features[m].tokens, features[m].mask).float().cpu().numpy() for m in modalities}
+        # A modality's own pooling where it has one (several images: learned attention), else the mean.
+        pooled = {m: pooled_vector(features[m]).float().cpu().numpy() for m in modalities}
         present = {m: features[m].present.cpu().numpy() for m in modalities}
         self.add_arrays(fused.float().cpu().numpy(), pooled, present)
 

@@ -23,6 +23,8 @@ from sqlalchemy import text
 
 from twinlens.cli.service import train_sample_model
 from twinlens.contract.registry import get_plugin
+from twinlens.db.base import utcnow
+from twinlens.db.connector_tables import Connector, ConnectorEvent, ConnectorTicket
 from twinlens.services.console_sessions import create_login_link
 
 from service_db import IN_CI
@@ -476,3 +478,37 @@ def test_the_demo_login_link_opens_a_session_once(page, live, tenant):
     with live.db.engine.connect() as connection:
         stored = connection.execute(text("SELECT token_hash FROM console_login_links")).scalars().all()
     assert hashlib.sha256(link.rsplit("/", 1)[1].encode()).hexdigest() in stored
+
+
+def test_a_connector_ticket_and_its_write_back_show_in_the_case_history(page, live, tenant):
+    """A job a helpdesk connector submitted: the case names its ticket and, to an admin,
+    the write-back events the connectors' service lists (rows as the connector worker
+    writes them)."""
+    job_id = uuid.UUID(tenant.jobs[1]["id"])
+    tenant_id = uuid.UUID(tenant.client.get("/v1/tenant").json()["id"])
+    with live.db.session() as session:
+        connector = Connector(tenant_id=tenant_id, kind="zendesk", name=f"desk-{uuid.uuid4().hex[:6]}",
+                              base_url="https://acme.zendesk.example", plugin="generic", credentials_sealed="(sealed)")
+        session.add(connector)
+        session.flush()
+        ticket = ConnectorTicket(connector_id=connector.id, tenant_id=tenant_id, ticket_id="4711", trigger_id="comment-1",
+                                 status="written", job_id=job_id, written_at=utcnow())
+        session.add(ticket)
+        session.flush()
+        session.add(ConnectorEvent(connector_id=connector.id, tenant_id=tenant_id, ticket_row_id=ticket.id, ticket_id="4711",
+                                   kind="write_back", method="PUT", status_code=200, detail="fields, tags and a private note"))
+    log_in(page, tenant.key)
+    page.goto(f"/console/cases/{job_id}")
+    assert "Helpdesk ticket 4711 · written · written back" in page.get_by_test_id("connector-ticket").inner_text()
+    row = page.get_by_test_id("connector-events").locator("tbody tr").first
+    assert [cell.strip() for cell in row.locator("td").all_inner_texts()][1:] == ["write_back", "PUT", "200", "fields, tags and a private note"]
+    # A plain key of the tenant sees the ticket, not the connector's event log (admins only).
+    plain = tenant.client.post("/v1/keys", json={"admin": False}).json()["key"]
+    other = page.context.browser.new_context(base_url=live.url)
+    try:
+        tab = other.new_page()
+        log_in(tab, plain)
+        tab.goto(f"/console/cases/{job_id}")
+        assert tab.get_by_test_id("connector-ticket").is_visible() and tab.get_by_test_id("connector-events").count() == 0
+    finally:
+        other.close()

@@ -75,10 +75,10 @@ def _mask_cells(image: Image.Image, cells: list[int], side: int) -> Image.Image:
 
 def test_heatmaps_sit_on_the_square_and_masking_them_matters_more_than_random(trained):
     predictor = Predictor.from_bundle(trained / "cnn", device="cpu")
-    explainer = Explainer(predictor)
+    explainer = Explainer(predictor, ig_steps=8)
     rng = random.Random(5)
     on_square, top_drops, random_drops = 0, [], []
-    samples = evidence_samples(12, 99)
+    samples = evidence_samples(8, 99)
     for sample in samples:
         prediction = predictor.predict([sample], contributions=False)[0]
         explanation = explainer.explain(predictor.preprocess(sample), prediction)
@@ -113,10 +113,10 @@ def _with_text(sample: Sample, text: str) -> Sample:
 
 def test_the_label_word_weighs_most_and_masking_it_matters_more_than_random(trained):
     predictor = Predictor.from_bundle(trained / "cnn", device="cpu")
-    explainer = Explainer(predictor)
+    explainer = Explainer(predictor, ig_steps=8)
     rng = random.Random(6)
     top_is_label, top_drops, random_drops = 0, [], []
-    samples = evidence_samples(12, 98)
+    samples = evidence_samples(8, 98)
     for sample in samples:
         prediction = predictor.predict([sample], contributions=False)[0]
         explanation = explainer.explain(predictor.preprocess(sample), prediction)
@@ -157,3 +157,43 @@ def test_word_ngrams_hash_into_the_buckets_the_lexical_branch_uses():
     words = [(w, 0, 0) for w in text.split()]
     derived = {hashed_bucket(gram, 512) for _, gram, _ in ngram_occurrences(words)}
     assert derived == set(hashed_ngrams(text, 512)[0].tolist())
+
+
+def test_an_onnx_served_bundle_is_explained_with_its_torch_weights(tmp_path):
+    from twinlens.engine.onnx_export import export_bundle
+    from twinlens.engine.onnx_runtime import OnnxPredictor
+
+    train_model(EngineTestPlugin(), dataset(evidence_samples(32, 3), SCHEMA), out_dir=tmp_path / "torch", spec=tiny_spec(),
+                config=fast_config(epochs=1))
+    export_bundle(tmp_path / "torch", tmp_path / "onnx")
+    predictor = OnnxPredictor.from_bundle(tmp_path / "onnx")
+    sample = evidence_samples(1, 51)[0]
+    explanation = Explainer(predictor, tmp_path / "onnx").explain(predictor.preprocess(sample), predictor.predict([sample])[0])
+    assert explanation.explained_by == "network" and "ONNX" in explanation.notes[0]
+    assert explanation.heads["colour"].heatmap is not None
+    assert [w.text for w in explanation.heads["animal"].words["text"]] == sample.texts["text"].split()
+
+
+def test_an_ensemble_without_a_network_is_explained_by_its_tfidf_coefficients():
+    from twinlens.engine.data import encode_targets
+    from twinlens.engine.ensemble import EnsemblePredictor, LinearMember
+    from twinlens.engine.linear import LinearHeads, TfidfText, fit_head
+
+    samples = evidence_samples(80, 4)
+    tfidf = TfidfText().fit([s.texts["text"] for s in samples])
+    features = tfidf.transform([s.texts["text"] for s in samples])
+    targets = encode_targets(samples, SCHEMA, {})
+    heads = LinearHeads({t.name: fit_head(t, features, targets.values[t.name].numpy(), targets.masks[t.name].numpy(), C=10.0,
+                                          balanced=False) for t in SCHEMA.tasks})
+    member = LinearMember("tfidf", SCHEMA, {"text": tfidf}, None, heads)
+    config = {"label_schema": SCHEMA.model_dump(mode="json"), "modalities": ["text"], "plugin": "engine_test", "version": "v"}
+    ensemble = EnsemblePredictor([member], np.array([1.0]), config, None)
+    top_is_label = 0
+    for sample in evidence_samples(10, 97):
+        case = ensemble.preprocess(sample)
+        explanation = Explainer(ensemble).explain(case, ensemble.predict_encoded([case])[0])
+        assert explanation.explained_by == "linear member 'tfidf'" and explanation.text_method == "coefficient x tf-idf"
+        assert explanation.heads["colour"].heatmap is None and "no network member" in explanation.notes[0]
+        spans = explanation.heads["animal"].words["text"]
+        top_is_label += max(spans, key=lambda span: span.weight).text == sample.labels["animal"]
+    assert top_is_label >= 9

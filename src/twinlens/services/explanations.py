@@ -11,14 +11,17 @@ passes per job; see benchmarks/explanations.py). The engine computes them
 from __future__ import annotations
 
 import io
+import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from twinlens.blobs import BlobNotFound, BlobStore
 from twinlens.contract.registry import get_plugin
+from twinlens.db.availability import database_unavailable
 from twinlens.db.explanation_tables import JobExplanation
 from twinlens.db.models import Job
 from twinlens.db.repositories.explanations import ExplanationRepository
@@ -28,6 +31,7 @@ from twinlens.services.errors import NotFound
 from twinlens.services.keys import Principal
 from twinlens.services.views import ExplanationView, explanation_view
 
+log = logging.getLogger(__name__)
 # The overlay is drawn at most this many pixels on its longer side.
 OVERLAY_MAX_SIDE = 768
 # How strongly the hottest cells tint the image (0..255 alpha at heat 255).
@@ -66,7 +70,13 @@ def store(session: Session, job_id: uuid.UUID, computed: ComputedExplanation | N
         return
     row = JobExplanation(job_id=job.id, tenant_id=job.tenant_id, model_version=computed.model_version,
                          reason=computed.reason, details=computed.details, duration_ms=computed.duration_ms)
-    ExplanationRepository(session).add(row, computed.heatmaps)
+    try:
+        with session.begin_nested():  # an explanation that cannot be stored must not cost the result
+            ExplanationRepository(session).add(row, computed.heatmaps)
+    except SQLAlchemyError as exc:
+        if database_unavailable(exc):
+            raise
+        log.warning("storing the explanation of job %s failed: %s", job_id, exc.__class__.__name__)
 
 
 def forget_job(session: Session, job_id: uuid.UUID) -> None:

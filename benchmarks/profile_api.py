@@ -25,8 +25,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "service"))
-from fleet import RedisServer  # noqa: E402
-from service import job_inputs  # noqa: E402  (benchmarks/service.py's photos and texts)
+from fleet import RedisServer
+from service import job_inputs  # benchmarks/service.py's photos and texts (after the sys.path lines)
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 

@@ -64,7 +64,10 @@ def _score_slice(ctx: WorkerContext, claimed: ClaimedBatch, plugin, predictor, c
     settings = ctx.settings
     deadline = time.monotonic() + min(settings.bulk_slice_seconds, settings.task_time_limit_seconds / 2)
     options = BulkOptions(batch_size=settings.bulk_micro_batch_size, threads=settings.prepare_threads)
-    load = lambda queued: batches.load_line_input(plugin, settings, queued.inputs)  # noqa: E731
+
+    def load(queued: QueuedLine):
+        return batches.load_line_input(plugin, settings, queued.inputs)
+
     started = time.perf_counter()
     for scored in score_stream(plugin, predictor, batches.queued_lines(ctx.db, claimed.id), load, options):
         answers = [_answer(entry, claimed.model_version) for entry in scored]

@@ -127,7 +127,7 @@ def finish_batch(ctx: WorkerContext, plugin: Plugin, results: Iterable[tuple[Cla
                     if written[job.id]:  # the case's vectors, in the result's transaction (similar-case search)
                         search_tasks.store_job_vectors(session, job, prediction)
                         explanations.store(session, job.id, explained.get(job.id))
-            except Exception as exc:  # noqa: BLE001 (its savepoint is rolled back; the others stand)
+            except Exception as exc:  # its savepoint is rolled back; the others stand
                 if database_unavailable(exc):
                     raise  # not this job's fault: the task hands its jobs back (tasks.py)
                 written.pop(job.id, None)

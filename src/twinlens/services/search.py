@@ -178,10 +178,14 @@ def _query_kind(session: Session, principal: Principal, model: ModelVersion, req
     return text_modality(model), "model"
 
 
+def text_modalities(model: ModelVersion) -> list[str]:
+    """The model's text inputs (its modalities other than the image)."""
+    return [m for m in (model.model_spec or {}).get("modalities") or [] if m != "image"]
+
+
 def text_modality(model: ModelVersion) -> str:
-    """The text input a text query stands for: the model's first text modality."""
-    modalities = (model.model_spec or {}).get("modalities") or []
-    texts = [m for m in modalities if m != "image"]
+    """The text input a text-to-case query is compared on: the model's first."""
+    texts = text_modalities(model)
     if not texts:
         raise Conflict(f"model {model.version} reads no text, so it cannot be searched with text", model_id=str(model.id))
     return texts[0]

@@ -59,11 +59,13 @@ def embed_query(query_id: str, context: WorkerContext | None = None) -> str | No
         model = session.get(ModelVersion, row.model_version_id)
         text, image, media_type, plugin_name = row.text, row.image, row.media_type, row.plugin
         model_id, bundle, version = model.id, model.bundle_path, model.version
-        text_field = search.text_modality(model) if text is not None else None
+        # The query text stands for every text input: the search compares the one it needs
+        # (the first text input, or the aligned space's).
+        text_fields = search.text_modalities(model) if text is not None else []
     status, vectors, error = "succeeded", None, None
     try:
         predictor = ctx.models.get(model_id, bundle, version)
-        raw = RawInput(image_bytes=image, media_type=media_type, texts={text_field: text} if text_field else {}, metadata={})
+        raw = RawInput(image_bytes=image, media_type=media_type, texts={field: text for field in text_fields}, metadata={})
         sample = get_plugin(plugin_name).prepare(raw)
         prediction = predictor.predict_encoded([predictor.preprocess(sample)], contributions=False)[0]
         vectors = {kind: [float(x) for x in value] for kind, value in prediction.embeddings.items()}

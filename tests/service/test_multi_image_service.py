@@ -22,7 +22,8 @@ from twinlens.db.migrate import upgrade
 from twinlens.db.session import Database
 from twinlens.services import keys
 
-pytestmark = pytest.mark.slow
+# Training two models and OCR-ing photos in the CLI: minutes on a loaded CI machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 TWINLENS = str(Path(sys.executable).parent / "twinlens")
 
@@ -130,7 +131,7 @@ def test_a_ticket_with_three_photos(service, tmp_path):
 
     cli = subprocess.run([TWINLENS, "predict", "--model", str(service["bundles"]["support_ticket"]),
                           *[arg for path in photos for arg in ("--image", str(path))], "--text", description, "--json"],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=900)
     assert cli.returncode == 0, cli.stderr
     printed = json.loads(cli.stdout)
     assert set(printed["prediction"]["image_contributions"]) == {"image 1", "image 2", "image 3"}
@@ -150,7 +151,7 @@ def test_a_chest_study_with_two_views(service):
 
     cli = subprocess.run([TWINLENS, "predict", "--model", str(service["bundles"]["chest_xray"]),
                           "--image", f"frontal={views['frontal']}", "--image", f"lateral={views['lateral']}",
-                          "--field", f"report={report}", "--json"], capture_output=True, text=True, timeout=300)
+                          "--field", f"report={report}", "--json"], capture_output=True, text=True, timeout=900)
     assert cli.returncode == 0, cli.stderr
     assert set(json.loads(cli.stdout)["prediction"]["image_contributions"]) == {"frontal", "lateral"}
 

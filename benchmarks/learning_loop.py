@@ -22,15 +22,14 @@ import time
 from pathlib import Path
 
 import httpx
+from twinlens_support_ticket.generate.build import make_sample_dataset
+from twinlens_support_ticket.plugin import SupportTicketPlugin
 
 from twinlens.cli.service import EmbeddedService, tiny_encoders
 from twinlens.db.migrate import upgrade
 from twinlens.db.session import Database
 from twinlens.services import keys
 from twinlens.settings import Settings
-from twinlens_support_ticket.dataset import read_export
-from twinlens_support_ticket.generate.build import make_sample_dataset
-from twinlens_support_ticket.plugin import SupportTicketPlugin
 
 TASK = "fault"
 

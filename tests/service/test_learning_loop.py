@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fleet import Fleet, RedisServer
 from service_helpers import problem, wait_finished
 from test_worker_fleet import _sql
+
 from twinlens.cli.service import tiny_encoders, train_sample_model
 from twinlens.generic import GenericPlugin
 

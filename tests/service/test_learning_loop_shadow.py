@@ -101,10 +101,11 @@ def test_corrections_export_skips_purged_jobs_and_drift_counts_them(live, tmp_pa
             assert response.status_code == 201, response.text
         client.post(f"/v1/jobs/{ids[0]}/feedback", json={"comment": "a note, and the label again", "labels": {"label": "square_small"}})
         with live.db.session() as session:  # retention purges one job's inputs
+            import uuid
+
+            from twinlens.db.base import utcnow
             from twinlens.db.models import Job
             from twinlens.services.execution import purge_job_inputs
-            from twinlens.db.base import utcnow
-            import uuid
 
             purge_job_inputs(session, live.service.worker.context.blobs, session.get(Job, uuid.UUID(ids[1])), utcnow())
         out = tmp_path / "corrections"
@@ -140,7 +141,7 @@ def second_support_ticket_bundle(tmp_path_factory) -> Path:
     return train_sample_model("support_ticket", bundle, rows=24, epochs=1, tiny=True, preset="network", seed=1)
 
 
-def test_the_retention_purge_scrubs_what_shadow_decisions_copy_of_the_inputs(live, support_ticket_bundle,
+def test_the_retention_purge_scrubs_what_shadow_decisions_copy_of_the_inputs(live, support_ticket_bundle,  # noqa: F811
                                                                              second_support_ticket_bundle):
     """support_ticket decisions quote the OCR text; a challenger's decision in shadow does
     too, and the purge leaves no copy of it (the same search as test_retention_every_copy)."""

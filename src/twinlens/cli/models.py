@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, Iterator, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -23,7 +24,7 @@ models_app = typer.Typer(help="Model versions: list, register, promote through t
                          no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
-TenantOption = Annotated[Optional[str], typer.Option("--tenant", help="Act within this tenant (default: the global scope).")]
+TenantOption = Annotated[str | None, typer.Option("--tenant", help="Act within this tenant (default: the global scope).")]
 
 
 def settings_or_fail() -> Settings:
@@ -71,7 +72,7 @@ def model_id(value: str) -> uuid.UUID:
 @models_app.command("list")
 @user_errors
 def models_list(
-    plugin: Annotated[Optional[str], typer.Option(help="Only this plugin's models.")] = None,
+    plugin: Annotated[str | None, typer.Option(help="Only this plugin's models.")] = None,
     tenant: TenantOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -118,8 +119,8 @@ def models_promote(
     model: Annotated[str, typer.Argument(help="The candidate's model id.")],
     tenant: TenantOption = None,
     force: Annotated[bool, typer.Option("--force", help="Promote even if the gate fails (needs --reason).")] = False,
-    reason: Annotated[Optional[str], typer.Option(help="Recorded in the activation history.")] = None,
-    threshold: Annotated[Optional[list[str]], typer.Option(
+    reason: Annotated[str | None, typer.Option(help="Recorded in the activation history.")] = None,
+    threshold: Annotated[list[str] | None, typer.Option(
         "--threshold", help="Override a gate setting for this promotion, e.g. --threshold min_delta=0.02 (repeatable).")] = None,
 ) -> None:
     """Run the evaluation gate against the champion; promote the candidate if it passes.
@@ -159,7 +160,7 @@ def _thresholds(values: list[str] | None) -> dict[str, Any] | None:
 def models_rollback(
     model: Annotated[str, typer.Argument(help="The current champion's model id.")],
     tenant: TenantOption = None,
-    reason: Annotated[Optional[str], typer.Option(help="Recorded in the activation history.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Recorded in the activation history.")] = None,
 ) -> None:
     """Make the champion before this one the champion again."""
     from twinlens.services import learning_models

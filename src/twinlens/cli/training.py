@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -40,14 +40,14 @@ def training_start(
     out: Annotated[Path, typer.Option("--out", help="The bundle folder to write (new, empty, or an earlier bundle).")],
     tenant: Annotated[str, typer.Option("--tenant", help="The tenant the run (and its model) belongs to.")],
     from_corrections: Annotated[bool, typer.Option("--from-corrections", help="Add the tenant's corrections to the data.")] = False,
-    since: Annotated[Optional[str], typer.Option(help="With --from-corrections: only those given since (YYYY-MM-DD).")] = None,
+    since: Annotated[str | None, typer.Option(help="With --from-corrections: only those given since (YYYY-MM-DD).")] = None,
     combine: Annotated[str, typer.Option(help="deduplicated or weighted (corrections repeated --weight times).")] = "deduplicated",
     weight: Annotated[int, typer.Option(help="Copies of each correction when weighted.")] = 2,
     spec_from: Annotated[str, typer.Option("--spec-from", help="plugin or champion: whose model spec to start from.")] = "plugin",
-    epochs: Annotated[Optional[int], typer.Option(help="Most epochs.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Most epochs.")] = None,
     preset: Annotated[str, typer.Option(help="auto (the recipe) or network.")] = "auto",
     time_limit: Annotated[float, typer.Option("--time-limit", help="About how many seconds the recipe may train.")] = 300.0,
-    model_spec: Annotated[Optional[Path], typer.Option("--model-spec", help="A JSON file of ModelSpec fields.")] = None,
+    model_spec: Annotated[Path | None, typer.Option("--model-spec", help="A JSON file of ModelSpec fields.")] = None,
 ) -> None:
     """Queue a training run; prints its id."""
     from twinlens.services import learning, training
@@ -82,7 +82,7 @@ def _run_row(run) -> dict:
 @user_errors
 def training_list(
     tenant: Annotated[str, typer.Option("--tenant", help="Whose runs.")],
-    plugin: Annotated[Optional[str], typer.Option(help="Only this plugin's runs.")] = None,
+    plugin: Annotated[str | None, typer.Option(help="Only this plugin's runs.")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
 ) -> None:
     """The tenant's training runs, newest first."""
@@ -121,7 +121,7 @@ def data_export(
     tenant: Annotated[str, typer.Option("--tenant", help="Whose corrections.")],
     out: Annotated[Path, typer.Option("--out", help="A new or empty folder for the data set.")],
     from_feedback: Annotated[bool, typer.Option("--from-feedback", help="Corrected jobs (the only source so far).")] = False,
-    since: Annotated[Optional[str], typer.Option(help="Corrections given since this date (YYYY-MM-DD) or ISO time.")] = None,
+    since: Annotated[str | None, typer.Option(help="Corrections given since this date (YYYY-MM-DD) or ISO time.")] = None,
     include_holdout: Annotated[bool, typer.Option("--include-holdout", help="Keep the held-out corrections too.")] = False,
 ) -> None:
     """Write corrected jobs (their stored inputs and the reviewers' labels, with the

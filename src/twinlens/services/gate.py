@@ -34,7 +34,7 @@ class GateThresholds:
     max_latency_factor: float = 1.5
 
     @classmethod
-    def from_settings(cls, settings: Settings, overrides: dict[str, Any] | None = None) -> "GateThresholds":
+    def from_settings(cls, settings: Settings, overrides: dict[str, Any] | None = None) -> GateThresholds:
         base = cls(primary_metric=settings.gate_primary_metric, task=settings.gate_task,
                    min_metric=settings.gate_min_metric, min_delta=settings.gate_min_delta,
                    max_recall_drop=settings.gate_max_recall_drop, max_ece=settings.gate_max_ece,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +22,11 @@ from twinlens.contract.plugin import RawInput
 from twinlens.contract.registry import get_plugin
 from twinlens.db.learning_tables import Holdout, ModelEvaluation
 from twinlens.db.models import ModelVersion, TrainingRun
-from twinlens.db.repositories import AuditRepository, ModelRepository, TrainingRunRepository
+from twinlens.db.repositories import (
+    AuditRepository,
+    ModelRepository,
+    TrainingRunRepository,
+)
 from twinlens.db.repositories.learning import LearningRepository
 from twinlens.db.session import after_commit
 from twinlens.queue import publish_training
@@ -31,7 +35,10 @@ from twinlens.services.admin_paths import confined_path
 from twinlens.services.errors import Conflict, NotFound
 from twinlens.services.keys import Principal
 from twinlens.services.learning_export import (
-    ExportSummary, corrections, export_corrections, reserved_for_holdout,
+    ExportSummary,
+    corrections,
+    export_corrections,
+    reserved_for_holdout,
 )
 from twinlens.settings import Settings
 
@@ -42,7 +49,7 @@ EVALUATION = "evaluation"
 def parse_since(value: str | datetime | None, field: str = "since") -> datetime | None:
     """A date (YYYY-MM-DD, midnight UTC) or an ISO time with a zone; None for none."""
     if value is None or isinstance(value, datetime):
-        return value.astimezone(timezone.utc) if isinstance(value, datetime) else None
+        return value.astimezone(UTC) if isinstance(value, datetime) else None
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
@@ -50,9 +57,9 @@ def parse_since(value: str | datetime | None, field: str = "since") -> datetime 
     if moment.tzinfo is None:
         if len(value) > 10:
             raise InputError(field, "give a time zone, e.g. 2026-11-24T09:00:00Z")
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     try:
-        return moment.astimezone(timezone.utc)
+        return moment.astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00+01:00 has no UTC time
         raise InputError(field, "out of range") from None
 

@@ -50,8 +50,8 @@ def run_claimed(ctx: WorkerContext, claimed: training.ClaimedRun) -> str | None:
 
 # -- base data + corrections -------------------------------------------------------------------
 def _corrections_run(ctx: WorkerContext, claimed: training.ClaimedRun) -> str | None:
-    from twinlens.engine.names import check_engine_names
     from twinlens.contract.spec import ModelSpec
+    from twinlens.engine.names import check_engine_names
     from twinlens.worker.tasks import train_on
 
     plugin = get_plugin(claimed.plugin)

@@ -12,14 +12,34 @@ from fastapi import APIRouter, Query, Response
 from twinlens.api.deps import AdminKeyDep, ApiKeyDep, BlobsDep, SessionDep, SettingsDep
 from twinlens.api.problems import problem_responses
 from twinlens.api.schemas import (
-    CorrectionExportCreate, CorrectionsTrainingRunCreate, GateRequest, HoldoutCreate, PromoteRequest, RollbackRequest,
+    CorrectionExportCreate,
+    CorrectionsTrainingRunCreate,
+    GateRequest,
+    HoldoutCreate,
+    PromoteRequest,
+    RollbackRequest,
     ShadowCreate,
 )
 from twinlens.services import drift, learning, learning_models, shadow
 from twinlens.services.views import (
-    ActivationList, ActivationView, CorrectionExportView, DriftView, EvaluationList, EvaluationView, GateReportList,
-    GateReportView, HoldoutList, HoldoutView, ModelVersionView, PromotionView, ShadowConfigView, ShadowSummaryView,
-    TrainingRunView, gate_report_view, model_view, training_run_view,
+    ActivationList,
+    ActivationView,
+    CorrectionExportView,
+    DriftView,
+    EvaluationList,
+    EvaluationView,
+    GateReportList,
+    GateReportView,
+    HoldoutList,
+    HoldoutView,
+    ModelVersionView,
+    PromotionView,
+    ShadowConfigView,
+    ShadowSummaryView,
+    TrainingRunView,
+    gate_report_view,
+    model_view,
+    training_run_view,
 )
 
 router = APIRouter(prefix="/v1", responses=problem_responses(400, 401, 403, 422))

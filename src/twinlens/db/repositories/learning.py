@@ -13,7 +13,13 @@ from sqlalchemy.orm import Session, selectinload
 
 from twinlens.db.base import utcnow
 from twinlens.db.learning_tables import (
-    GateReport, Holdout, HoldoutJob, ModelActivation, ModelAlias, ModelEvaluation, ShadowResult,
+    GateReport,
+    Holdout,
+    HoldoutJob,
+    ModelActivation,
+    ModelAlias,
+    ModelEvaluation,
+    ShadowResult,
 )
 from twinlens.db.models import Feedback, Job, Result
 

@@ -143,3 +143,19 @@ def test_the_cli_configures_lists_and_back_fills_closed_tickets_as_a_training_ex
 
     unknown = runner.invoke(app, ["connectors", "import", str(uuid.uuid4()), "--tenant", tenant, "--out", str(out)], env=cli_env)
     assert unknown.exit_code == 2 and "has no connector" in unknown.output
+
+
+def test_a_ticket_for_a_tenant_without_a_model_is_logged_as_failed_with_no_job(connector_service, zendesk):
+    from fake_helpdesks import wait_for, zendesk_created_event, zendesk_headers
+
+    with connector_service.client() as client:  # a tenant with no model for the generic plugin (nor a zero-shot one)
+        key = client.post("/v1/keys", json={"tenant": f"t-{uuid.uuid4().hex[:10]}", "admin": True}).json()["key"]
+    with connector_service.client(key) as client:
+        connector = client.post("/v1/connectors", json=_body(zendesk, plugin="generic")).json()
+        ticket_id = zendesk.add_ticket("Help", "it is broken")
+        body = zendesk_created_event(ticket_id)
+        assert client.post(connector["intake_path"], content=body, headers=zendesk_headers(SECRET, body)).status_code == 202
+        failed = wait_for(lambda: [e for e in client.get(f"/v1/connectors/{connector['id']}/events").json()["data"]
+                                   if e["kind"] == "failed"], what="the failure in the event log")
+        assert "no job: no active model for plugin 'generic'" in failed[0]["error"], failed
+        assert client.get("/v1/jobs").json()["data"] == []

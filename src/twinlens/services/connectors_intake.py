@@ -45,7 +45,7 @@ from twinlens.db.session import Database, after_commit
 from twinlens.queue import publish_connector_step
 from twinlens.services import connectors
 from twinlens.services.connectors_http import CallRecord
-from twinlens.services.errors import NotFound, Unauthorized, Unprocessable
+from twinlens.services.errors import NotFound, ServiceError, Unauthorized, Unprocessable
 from twinlens.services.inputs import SubmittedInputs
 from twinlens.services.keys import Principal
 from twinlens.services.submission import JobSubmission, accept_job
@@ -179,11 +179,9 @@ def _submit(db: Database, blobs: BlobStore, settings: Settings, claimed: Claimed
                     _event(session, config.id, config.tenant_id, claimed.row_id, claimed.ticket_id, "attachment",
                            error=f"the photo was not used: {exc.reason}")
                 continue
-            with db.session() as session:
-                ConnectorRepository(session).move(claimed.row_id, ("fetching",), "failed", error=exc.reason)
-                _event(session, config.id, config.tenant_id, claimed.row_id, claimed.ticket_id, "failed",
-                       error=f"no job: {exc.field}: {exc.reason}")
-            return "failed"
+            return _no_job(db, claimed, f"{exc.field}: {exc.reason}")
+        except ServiceError as exc:  # the tenant has no active model for the plugin, say
+            return _no_job(db, claimed, exc.detail)
     job_id = submitted.job.id
     with db.session() as session:
         ConnectorRepository(session).move(claimed.row_id, ("fetching",), "submitted", job_id=job_id, attempts=0)
@@ -194,6 +192,15 @@ def _submit(db: Database, blobs: BlobStore, settings: Settings, claimed: Claimed
             row_id = claimed.row_id
             after_commit(session, lambda: publish_connector_step(row_id, WRITE_BACK))
     return "submitted"
+
+
+def _no_job(db: Database, claimed: Claimed, reason: str) -> str:
+    with db.session() as session:
+        ConnectorRepository(session).move(claimed.row_id, ("fetching",), "failed", error=reason)
+        _event(session, claimed.config.id, claimed.config.tenant_id, claimed.row_id, claimed.ticket_id, "failed",
+               error=f"no job: {reason}")
+    log.warning("connector ticket %s (%s %s): no job: %s", claimed.row_id, claimed.config.kind, claimed.ticket_id, reason)
+    return "failed"
 
 
 def _job_texts(plugin: Plugin, ticket: Ticket, max_chars: int) -> dict[str, str]:

@@ -119,11 +119,11 @@ class Fleet:
         env.update(self.extra_env)
         return env
 
-    def start_api(self) -> "Fleet":
+    def start_api(self, timeout: float = 60) -> "Fleet":
         log = open(self.root / "api.log", "wb")
         self.api = subprocess.Popen([str(VENV_BIN / "twinlens"), "serve", "--port", str(self.api_port), "--log-level", "warning"],
                                     env=self.env(), stdout=log, stderr=subprocess.STDOUT)
-        _wait(self._api_answers, 60, f"the API did not start; see {self.root / 'api.log'}")
+        _wait(self._api_answers, timeout, f"the API did not start; see {self.root / 'api.log'}")
         return self
 
     def _api_answers(self) -> bool:

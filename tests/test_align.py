@@ -51,3 +51,35 @@ def test_the_folder_round_trips_and_refuses_changed_weights(tmp_path):
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
     with pytest.raises(BundleError):
         load_alignment(tmp_path / "space")
+
+
+def _tiny_clip_folder(root) -> str:
+    """A randomly initialised CLIP in Hugging Face layout, written locally (nothing downloaded)."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    config = CLIPConfig(text_config=dict(vocab_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                         max_position_embeddings=64, bos_token_id=0, eos_token_id=1),
+                        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                           image_size=32, patch_size=8), projection_dim=16)
+    folder = root / "clip"
+    CLIPModel(config).save_pretrained(folder)
+    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+                              tokenizer=CLIPTokenizer())
+    processor.save_pretrained(folder)
+    return str(folder)
+
+
+def test_a_local_clip_folder_gives_the_vectors_to_align(tmp_path):
+    from PIL import Image
+
+    from twinlens.contract.sample import Sample
+    from twinlens.engine.align import AlignmentError, align_clip
+
+    samples = [Sample(image=Image.new("RGB", (40, 40), (20 * i, 90, 200 - 10 * i)), texts={"text": f"photo {i}"}) for i in range(12)]
+    samples.append(Sample(image=None, texts={"text": "no photo"}))  # not a pair: left out
+    result = align_clip(_tiny_clip_folder(tmp_path), samples, "text", tmp_path / "space", AlignOptions(dim=8, epochs=3))
+    assert result.config["base"] == "clip" and result.metrics["pairs"] == 12
+    assert result.arrays["image.weight"].shape == (8, 16)  # CLIP's projection_dim in, the space's dim out
+    assert load_alignment(tmp_path / "space").config["clip_path"].endswith("clip")
+    with pytest.raises(AlignmentError):
+        align_clip(tmp_path / "no-such-clip", samples, "text", tmp_path / "other")

@@ -416,7 +416,7 @@ def review_case(
         if not labels:
             raise InputError("labels", "pick a label (1-9) before accepting")
         suggested = suggested_labels(job.result.heads) if job.result else {}
-        kind = "accept" if all(suggested.get(name) == value for name, value in labels.items()) else "correct"
+        kind = "accept" if all(_same(suggested.get(name), value) for name, value in labels.items()) else "correct"
         feedback = jobs.add_feedback(session, login.principal, job.id, labels, comment=comment or None, author=_author(login))
     elif action == "reject":
         feedback = jobs.add_feedback(session, login.principal, job.id, {}, comment=comment or REJECT_COMMENT, author=_author(login))
@@ -424,6 +424,13 @@ def review_case(
                               feedback_id=feedback.id if feedback else None)
     ConsoleRepository(session).add(row)
     return row
+
+
+def _same(suggested: Any, given: Any) -> bool:
+    """A multilabel head's labels compare as a set (the form sends them in schema order)."""
+    if isinstance(suggested, list) and isinstance(given, list):
+        return sorted(suggested) == sorted(given)
+    return suggested == given
 
 
 def undo_last(session: Session, login: ConsoleLogin) -> uuid.UUID:

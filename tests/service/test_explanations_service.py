@@ -156,7 +156,7 @@ def test_a_plugin_without_label_descriptions_still_needs_a_model(service):
 
 
 def test_the_retention_purge_takes_the_explanation_with_the_inputs(service, explained_job):
-    database, settings = service["database"], service["settings"]
+    database = service["database"]
     with database.session() as session:
         job = session.get(Job, explained_job["id"])
         execution.purge_job_inputs(session, _NoBlobs(), job, utcnow() + timedelta(days=1))

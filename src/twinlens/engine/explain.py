@@ -56,7 +56,7 @@ class Heatmap:
         from PIL import Image
 
         buffer = io.BytesIO()
-        Image.fromarray(self.grid, mode="L").save(buffer, format="PNG", optimize=True)
+        Image.fromarray(self.grid).save(buffer, format="PNG", optimize=True)  # 2-D uint8: grayscale
         return buffer.getvalue()
 
 

@@ -5,7 +5,7 @@ that the inputs (a reviewer's page shows a stranger's words) are escaped."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from types import SimpleNamespace
 
 from twinlens.console.pages import templates
@@ -14,7 +14,7 @@ from twinlens.services.console_sessions import ConsoleLogin
 from twinlens.services.keys import Principal
 from twinlens.services.review import CaseHistory, CaseView, TaskChoice, weighted_tokens
 
-NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
 LOGIN = ConsoleLogin(Principal(uuid.uuid4(), "acme", uuid.uuid4(), is_admin=False), uuid.uuid4(), "c" * 64, "tl_abcdefgh")
 
 

@@ -14,7 +14,6 @@ import hashlib
 import shutil
 import uuid
 from collections.abc import Iterator
-
 from pathlib import Path
 
 import httpx

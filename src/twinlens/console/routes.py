@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 from urllib.parse import parse_qsl, urlencode
 
@@ -19,7 +19,13 @@ from twinlens.api.deps import BlobsDep, DatabaseDep, SessionDep, SettingsDep
 from twinlens.api.job_requests import part_limit
 from twinlens.console.pages import ConsoleRoute, error_page, page
 from twinlens.console.security import (
-    CSRF_FIELD, LoginDep, check_form_csrf, check_login_csrf, clear_session_cookie, new_login_csrf, set_login_csrf_cookie,
+    CSRF_FIELD,
+    LoginDep,
+    check_form_csrf,
+    check_login_csrf,
+    clear_session_cookie,
+    new_login_csrf,
+    set_login_csrf_cookie,
     set_session_cookie,
 )
 from twinlens.contract.errors import InputError
@@ -132,7 +138,7 @@ async def review_case(request: Request, job_id: uuid.UUID, login: LoginDep, sess
     check_form_csrf(login, form)
     query, query_string = _queue_query(dict(parse_qsl(_text(form, "queue"))))
     action = _text(form, "action")
-    fields = {name: [v for v in form.getlist(name) if isinstance(v, str)] for name in form.keys()}
+    fields = {name: [v for v in form.getlist(name) if isinstance(v, str)] for name in form}
 
     def act() -> uuid.UUID | None:
         labels = review.labels_from_form(session, login, job_id, fields) if action == "accept" else {}
@@ -287,7 +293,7 @@ def _day_start(value: str | None, field: str, days_after: int = 0) -> datetime |
         day = date.fromisoformat(value)
     except ValueError:
         raise InputError(field, "a date as YYYY-MM-DD") from None
-    return datetime.combine(day + timedelta(days=days_after), time.min, tzinfo=timezone.utc)
+    return datetime.combine(day + timedelta(days=days_after), time.min, tzinfo=UTC)
 
 
 def _case_url(job_id: uuid.UUID, query_string: str) -> str:

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from twinlens.api.deps import SessionDep
 from twinlens.logging_setup import bind_log_context
 from twinlens.services import console_sessions
-from twinlens.services.console_sessions import ConsoleLogin, SESSION_LIFETIME
+from twinlens.services.console_sessions import SESSION_LIFETIME, ConsoleLogin
 
 PREFIX = "/console"
 SESSION_COOKIE = "twinlens_console"

@@ -20,14 +20,14 @@ from twinlens.contract.errors import InputError
 from twinlens.contract.schema import LabelSchema
 from twinlens.db.base import utcnow
 from twinlens.db.console_tables import ConsoleReviewAction
-from twinlens.db.models import Feedback, Job, JOB_STATUSES, WebhookDelivery
+from twinlens.db.models import JOB_STATUSES, Feedback, Job, WebhookDelivery
 from twinlens.db.repositories import AuditRepository
-from twinlens.db.repositories.console import ConsoleRepository, QueueFilter
 from twinlens.db.repositories.connectors import ConnectorRepository
+from twinlens.db.repositories.console import ConsoleRepository, QueueFilter
 from twinlens.services import connectors, explanations, jobs, search, webhooks
-from twinlens.services.paging import PageRequest
 from twinlens.services.console_sessions import ConsoleLogin
 from twinlens.services.errors import Conflict, NotFound
+from twinlens.services.paging import PageRequest
 from twinlens.services.views import ExplanationView
 from twinlens.settings import Settings
 

@@ -11,7 +11,11 @@ from datetime import datetime
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from twinlens.db.console_tables import ConsoleLoginLink, ConsoleReviewAction, ConsoleSession
+from twinlens.db.console_tables import (
+    ConsoleLoginLink,
+    ConsoleReviewAction,
+    ConsoleSession,
+)
 from twinlens.db.models import ApiKey, Feedback, Job, Result
 
 

@@ -5,7 +5,7 @@ that the inputs (a reviewer's page shows a stranger's words) are escaped."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 from twinlens.console.pages import templates

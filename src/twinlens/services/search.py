@@ -143,7 +143,7 @@ def _submit_query(db: Database, principal: Principal, request: SearchRequest, se
 
 
 def _model(session: Session, principal: Principal, request: SearchRequest) -> ModelVersion:
-    get_plugin_or_input_error(request.plugin)
+    _known_plugin(request.plugin)
     if request.model_id is None:
         return model_for_new_job(session, principal.tenant_id, request.plugin)
     model = ModelRepository(session).get(request.model_id)
@@ -152,7 +152,7 @@ def _model(session: Session, principal: Principal, request: SearchRequest) -> Mo
     return model
 
 
-def get_plugin_or_input_error(name: str) -> None:
+def _known_plugin(name: str) -> None:
     try:
         get_plugin(name)
     except Exception as exc:  # unknown or broken plugin

@@ -108,7 +108,7 @@ def list_connector_events(
 
 @intake_router.post(
     "/connectors/{kind}/{connector_id}/events", status_code=202, response_model=ConnectorIntake,
-    responses=problem_responses(401, 404, 422),
+    responses=problem_responses(400, 401, 404, 422),
     summary="A helpdesk's webhook (Zendesk signed, Freshdesk with the connector's secret); answered at once, handled by a worker",
 )
 async def receive_connector_event(

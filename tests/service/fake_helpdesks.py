@@ -33,8 +33,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-
 from service_db import service_settings
+
 from twinlens.cli.service import EmbeddedService, train_sample_model
 from twinlens.db.migrate import upgrade
 from twinlens.db.session import Database

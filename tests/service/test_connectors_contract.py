@@ -17,12 +17,20 @@ import pytest
 from fake_helpdesks import zendesk_headers
 
 from twinlens.connectors import notes, registry
-from twinlens.connectors.contract import Connector, ConnectorError, EventIgnored, FieldMapping, HelpdeskError, IntakeRefused
+from twinlens.connectors.contract import (
+    Connector,
+    ConnectorError,
+    EventIgnored,
+    FieldMapping,
+    HelpdeskError,
+    IntakeRefused,
+)
 from twinlens.connectors.freshdesk import FreshdeskConnector
 from twinlens.connectors.zendesk import ZendeskConnector
 from twinlens.contract.errors import InputError
 from twinlens.services.connectors_http import GuardedTransport, retry_after_seconds
 from twinlens.settings import Settings
+
 
 @pytest.fixture
 def installed_package(tmp_path, monkeypatch):

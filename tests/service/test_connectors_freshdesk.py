@@ -10,7 +10,13 @@ import base64
 import json
 import time
 
-from fake_helpdesks import FakeFreshdesk, connector_bundle, connector_service, freshdesk, wait_for  # noqa: F401  (fixtures)
+from fake_helpdesks import (  # noqa: F401  (fixtures)
+    FakeFreshdesk,
+    connector_bundle,
+    connector_service,
+    freshdesk,
+    wait_for,
+)
 from service_helpers import png_bytes, problem
 
 SECRET = "fd-intake-secret-0c9a77e2"

@@ -18,7 +18,13 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 from fake_helpdesks import (  # noqa: F401  (fixtures)
-    FakeZendesk, connector_bundle, connector_service, wait_for, zendesk, zendesk_created_event, zendesk_headers,
+    FakeZendesk,
+    connector_bundle,
+    connector_service,
+    wait_for,
+    zendesk,
+    zendesk_created_event,
+    zendesk_headers,
 )
 from service_helpers import png_bytes, problem
 from sqlalchemy import inspect, text
@@ -116,7 +122,7 @@ def test_a_signed_ticket_created_event_puts_fields_tags_and_a_private_note_on_th
     assert update["safe_update"] is True and update["updated_stamp"]
     assert "tags" not in update and set(update["additional_tags"]) <= set(tags)
     assert update["comment"]["public"] is False
-    assert zendesk.calls("GET", rf"/attachments/photo-.*\.png"), "the photo was fetched from the helpdesk"
+    assert zendesk.calls("GET", r"/attachments/photo-.*\.png"), "the photo was fetched from the helpdesk"
 
     with connector_service.client(key) as client:
         events = _finished(client, connector, ticket_id)

@@ -15,7 +15,14 @@ from typing import Annotated, Optional
 import typer
 
 from twinlens.cli import app
-from twinlens.cli.common import UsageProblem, fail, parse_pairs, read_json_file, split_list, user_errors
+from twinlens.cli.common import (
+    UsageProblem,
+    fail,
+    parse_pairs,
+    read_json_file,
+    split_list,
+    user_errors,
+)
 from twinlens.settings import Settings
 
 connectors_app = typer.Typer(help="Helpdesk connectors (Zendesk, Freshdesk): docs/connectors/.", no_args_is_help=True)

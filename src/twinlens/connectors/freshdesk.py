@@ -22,8 +22,18 @@ from typing import Any
 import httpx
 
 from twinlens.connectors.contract import (
-    Attachment, Connector, ConnectorError, FieldMapping, HelpdeskError, HistoricTicket, IntakeRefused, Ticket,
-    TicketEvent, Transport, WriteBack, same_secret,
+    Attachment,
+    Connector,
+    ConnectorError,
+    FieldMapping,
+    HelpdeskError,
+    HistoricTicket,
+    IntakeRefused,
+    Ticket,
+    TicketEvent,
+    Transport,
+    WriteBack,
+    same_secret,
 )
 
 SECRET_HEADER = "x-twinlens-secret"

@@ -25,11 +25,22 @@ from typing import Any
 
 import httpx
 
-from twinlens.contract.errors import InputError
 from twinlens.connectors.contract import (
-    Attachment, Connector, ConnectorError, EventIgnored, FieldMapping, HelpdeskError, HistoricTicket, IntakeRefused,
-    Ticket, TicketEvent, Transport, WriteBack, same_secret,
+    Attachment,
+    Connector,
+    ConnectorError,
+    EventIgnored,
+    FieldMapping,
+    HelpdeskError,
+    HistoricTicket,
+    IntakeRefused,
+    Ticket,
+    TicketEvent,
+    Transport,
+    WriteBack,
+    same_secret,
 )
+from twinlens.contract.errors import InputError
 
 SIGNATURE = "x-zendesk-webhook-signature"
 TIMESTAMP = "x-zendesk-webhook-signature-timestamp"

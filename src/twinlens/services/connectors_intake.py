@@ -25,13 +25,18 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.orm import Session
 
 from twinlens.blobs import BlobStore
 from twinlens.connectors import notes
-from twinlens.connectors.contract import ConnectorError, EventIgnored, HelpdeskError, IntakeRefused, Ticket
+from twinlens.connectors.contract import (
+    ConnectorError,
+    EventIgnored,
+    HelpdeskError,
+    IntakeRefused,
+    Ticket,
+)
 from twinlens.connectors.registry import get_connector
 from twinlens.contract.errors import InputError
 from twinlens.contract.plugin import Plugin

@@ -11,11 +11,23 @@ import anyio
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from twinlens.api.deps import AdminKeyDep, PageDep, SecretBoxDep, SessionDep, SettingsDep
+from twinlens.api.deps import (
+    AdminKeyDep,
+    PageDep,
+    SecretBoxDep,
+    SessionDep,
+    SettingsDep,
+)
 from twinlens.api.problems import problem_responses
 from twinlens.services import connectors, connectors_intake
 from twinlens.services.connectors import ConnectorOptions
-from twinlens.services.views import ConnectorEventList, ConnectorEventView, ConnectorIntake, ConnectorList, ConnectorView
+from twinlens.services.views import (
+    ConnectorEventList,
+    ConnectorEventView,
+    ConnectorIntake,
+    ConnectorList,
+    ConnectorView,
+)
 
 router = APIRouter(prefix="/v1", responses=problem_responses(400, 401, 403, 422))
 intake_router = APIRouter(prefix="/v1")

@@ -11,7 +11,12 @@ from sqlalchemy.orm import Session
 
 from twinlens.db.base import utcnow
 from twinlens.db.connector_tables import Connector, ConnectorEvent, ConnectorTicket
-from twinlens.db.repositories.pagination import Key, KeysetPage, filter_given, keyset_page
+from twinlens.db.repositories.pagination import (
+    Key,
+    KeysetPage,
+    filter_given,
+    keyset_page,
+)
 
 
 def _host_only(url: str | None) -> str | None:

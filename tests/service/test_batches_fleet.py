@@ -41,13 +41,15 @@ def test_a_celery_worker_scores_a_batch_in_slices_and_serves_jobs_between_them(f
     rows = "".join(json.dumps({"id": f"r{i}", "text": f"a small red square number {i}"}) + "\n" for i in range(400))
     with fleet.client() as client:
         assert client.post("/v1/models", json={"bundle_path": str(generic_bundle), "activate": True}).status_code == 201
+        warm_up = client.post("/v1/plugins/generic/jobs", json={"inputs": {"text": "the worker loads the model"}}).json()
+        assert wait_finished(client, warm_up["id"], timeout=300)["status"] == "succeeded"
         batch = client.post("/v1/plugins/generic/batches", files={"file": ("rows.jsonl", rows.encode(), "application/x-ndjson")})
         assert batch.status_code == 202, batch.text
         batch_id = batch.json()["id"]
         job = client.post("/v1/plugins/generic/jobs", json={"inputs": {"text": "one ticket in between"}}).json()
-        job = wait_finished(client, job["id"], timeout=120)
+        job = wait_finished(client, job["id"], timeout=300)
         assert job["status"] == "succeeded"
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 600
         while (status := client.get(f"/v1/batches/{batch_id}").json())["status"] in ("queued", "running"):
             assert time.monotonic() < deadline, status
             time.sleep(0.5)

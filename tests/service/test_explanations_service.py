@@ -2,8 +2,8 @@
 in-process worker): a support ticket job comes back with a heatmap and word weights, its
 overlay is a PNG of the input image; another tenant cannot read either; the retention
 purge takes the explanation with the inputs; a fresh tenant with no model gets a
-calibrated zero-shot answer that goes to review, and a plugin without label
-descriptions still answers 409."""
+calibrated zero-shot answer that goes to review until a trained model is activated, and
+a plugin without label descriptions still answers 409."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def service(tmp_path_factory):
         assert registered.status_code == 201, registered.text
         assert registered.json()["scope"] == "tenant"  # the owner's own model: other tenants have none
         try:
-            yield {"clients": clients, "database": database, "settings": settings}
+            yield {"clients": clients, "database": database, "settings": settings, "bundle": bundle}
         finally:
             for client in clients.values():
                 client.close()
@@ -148,6 +148,18 @@ def test_a_fresh_tenant_gets_a_calibrated_zero_shot_answer_for_review(service):
     # needs_review: explained, and the explanation says there is no trained network.
     explanation = client.get(f"/v1/jobs/{job['id']}/explanation").json()
     assert explanation["explained_by"] == "none" and "zero-shot" in explanation["notes"][0]
+
+
+def test_once_a_trained_model_is_active_jobs_use_it(service):
+    client = service["clients"]["other"]  # an admin of a tenant with no model yet
+    before = client.post("/v1/plugins/support_ticket/jobs", json={"inputs": {"text": TICKET}})
+    assert "zero-shot" in before.json()["model_version"]["version"]
+    registered = client.post("/v1/models", json={"bundle_path": str(service["bundle"]), "activate": True})
+    assert registered.status_code == 201, registered.text
+    after = client.post("/v1/plugins/support_ticket/jobs", json={"inputs": {"text": TICKET}})
+    assert after.json()["model_version"]["id"] == registered.json()["id"]
+    finished = wait_finished(client, after.json()["id"], timeout=120)
+    assert finished["status"] == "succeeded" and finished["result"]["explanation"]["zero_shot"] is False
 
 
 def test_a_plugin_without_label_descriptions_still_needs_a_model(service):

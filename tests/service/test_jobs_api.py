@@ -74,6 +74,11 @@ def test_idempotency_key_same_body_same_job_different_body_422(live):
                                 files={"image": ("a.png", image, "image/png")}, data={"text": "other words"})
         body = problem(different, 422)
         assert body["job_id"] == first.json()["id"]
+        explained = client.post("/v1/plugins/generic/jobs?explain=true", headers={"Idempotency-Key": "order-1"},
+                                files={"image": ("a.png", image, "image/png")}, data={"text": "same words"})
+        assert problem(explained, 422)["job_id"] == first.json()["id"]  # asking for an explanation differs
+        empty = client.post("/v1/plugins/generic/jobs", headers={"Idempotency-Key": ""}, json={"inputs": {"text": "x"}})
+        problem(empty, 422)  # an empty key is no key a replay could find: refused, not a 500
         listed = client.get("/v1/jobs").json()["data"]
     assert [job["id"] for job in listed] == [first.json()["id"]]
 

@@ -161,7 +161,7 @@ def check_image(plugin: Plugin, data: bytes, declared: str | None, settings: Set
         raise InputError(field, exc.reason, status=exc.status) from exc
 
 
-def request_fingerprint(plugin: str, raw: RawInput, webhook_url: str | None) -> str:
+def request_fingerprint(plugin: str, raw: RawInput, webhook_url: str | None, explain: bool = False) -> str:
     """Hash of what a job request means (not its bytes on the wire: multipart boundaries
     differ between identical requests), for Idempotency-Key comparison."""
     digest = hashlib.sha256()
@@ -169,5 +169,7 @@ def request_fingerprint(plugin: str, raw: RawInput, webhook_url: str | None) -> 
     if len(raw.images) > 1 or raw.image_view:  # one image keeps the fingerprint it always had
         image_hash = [[hashlib.sha256(image.data).hexdigest(), image.view] for image in raw.images]
     canonical = {"plugin": plugin, "image": image_hash, "texts": raw.texts, "metadata": raw.metadata, "webhook_url": webhook_url}
+    if explain:  # asking for an explanation is a different request; without it, the old fingerprint
+        canonical["explain"] = True
     digest.update(json.dumps(canonical, sort_keys=True, default=str).encode())
     return digest.hexdigest()

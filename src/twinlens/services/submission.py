@@ -87,7 +87,7 @@ def accept_job(
         raw=plugin.sanitize(raw),  # what must never be stored is removed before storing
         webhook_url=inputs.webhook_url,
         idempotency_key=submission.idempotency_key,
-        fingerprint=request_fingerprint(plugin.name, raw, inputs.webhook_url),
+        fingerprint=request_fingerprint(plugin.name, raw, inputs.webhook_url, submission.explain),
         subject_digest=subject_digest,
         explain=submission.explain,
     )

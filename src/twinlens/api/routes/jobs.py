@@ -54,7 +54,7 @@ async def create_job(
     blobs: BlobsDep,
     settings: SettingsDep,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_QUERY, description="Seconds to wait for the result (capped by the server)")] = 0,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)] = None,
     explain: Annotated[bool, Query(description="Also explain the result (heatmaps, word weights) when it needs no review")] = False,
 ) -> JobView:
     inputs = await read_job_request(request, plugin, settings)

@@ -25,6 +25,8 @@ from twinlens.generic.plugin import GenericPlugin
 from twinlens.generic.sample_data import make_second_image_dataset
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# The module's four tiny trainings take a few minutes on a shared 2-core machine.
+pytestmark = pytest.mark.timeout(1800)
 OPTIONS = DatasetOptions(label_cols=["colour"])
 
 
@@ -33,7 +35,7 @@ def second_image_data(tmp_path_factory):
     """Read through the generic plugin's manifest reader (an image column of lists)."""
     root = tmp_path_factory.mktemp("second")
     plugin = GenericPlugin()
-    train = plugin.read_dataset(make_second_image_dataset(root / "train", 96, seed=1), OPTIONS)
+    train = plugin.read_dataset(make_second_image_dataset(root / "train", 80, seed=1), OPTIONS)
     test = plugin.read_dataset(make_second_image_dataset(root / "test", 60, seed=2), OPTIONS, label_schema=train.label_schema)
     return train, test
 

@@ -73,11 +73,12 @@ def main() -> None:
         started = time.perf_counter()
         summary = score_file(plugin, predictor, data, root / "scored.jsonl", BulkOptions(batch_size=args.batch, threads=args.threads))
         bulk = summary.scored / (time.perf_counter() - started)
+        # Printed before the API path runs, so a run cut short still reports them.
+        print(f"rows: {args.rows}, batch {args.batch}, torch threads {args.threads}, bad rows {len(summary.bad)}")
+        print(f"raw predictor (preprocessed, with contributions): {raw:7.1f} rows/s")
+        print(f"bulk scoring file -> scored JSONL:               {bulk:7.1f} rows/s")
+        print(f"ratio bulk / raw: {bulk / raw:.2f}  (target >= 0.90)", flush=True)
         api = None if args.no_api else api_rate(root, bundle, data, args)
-    print(f"rows: {args.rows}, batch {args.batch}, torch threads {args.threads}, bad rows {len(summary.bad)}")
-    print(f"raw predictor (preprocessed, with contributions): {raw:7.1f} rows/s")
-    print(f"bulk scoring file -> scored JSONL:               {bulk:7.1f} rows/s")
-    print(f"ratio bulk / raw: {bulk / raw:.2f}  (target >= 0.90)")
     if api is not None:
         rate, download = api
         print(f"batch API upload -> scored (in-process worker):  {rate:7.1f} rows/s  (results download {download:.2f} s)")

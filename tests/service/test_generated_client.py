@@ -42,9 +42,10 @@ def generated(live, tmp_path_factory) -> typing.Iterator[Generated]:
     package = f"twinlens_client_{live.backend}"  # one per backend: both are imported in one process
     # No post hooks: the generated code needs no formatter to run.
     # JSON Lines (a batch's results, application/x-ndjson) has no type the generator knows:
-    # its client reads that answer as text.
+    # its client reads that answer as text. A heatmap PNG is read as bytes (a File).
     (work / "config.yaml").write_text(f"post_hooks: []\npackage_name_override: {package}\n"
-                                      "content_type_overrides:\n  application/x-ndjson: text/plain\n")
+                                      "content_type_overrides:\n  application/x-ndjson: text/plain\n"
+                                      "  image/png: application/octet-stream\n")
     result = subprocess.run(
         [GENERATOR, "generate", "--path", str(work / "openapi.json"), "--output-path", str(work / package),
          "--config", str(work / "config.yaml"), "--meta", "none"],

@@ -274,3 +274,14 @@ def test_activating_a_version_switches_the_next_jobs(live, second_generic_bundle
     assert new_job["result"]["model_version"] == {"id": new["id"], "version": new["version"]}
     assert new["version"] != before["version"]
     assert old_again["result"]["model_version"]["id"] == before["id"]  # finished jobs keep theirs
+
+
+def test_a_nul_in_a_plugin_filter_is_a_422_and_a_fixed_path_is_not_read_as_an_id(live):
+    """PostgreSQL refuses a NUL inside a string: in a filter it must be the caller's 422, not a
+    500. And GET on a POST-only path beside /{run_id} is a 405, not a bad-UUID 422."""
+    with live.client() as admin:
+        for path in ("/v1/jobs", "/v1/models", "/v1/training-runs", "/v1/batches", "/v1/model-activations"):
+            problem(admin.get(path, params={"plugin": "generic\x00"}), 422)
+        assert admin.get("/v1/model-activations", params={"plugin": "generic"}).status_code == 200
+        assert admin.get("/v1/training-runs/from-corrections").status_code == 405
+        problem(admin.get(f"/v1/training-runs/{uuid.uuid4()}"), 404)

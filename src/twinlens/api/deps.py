@@ -49,6 +49,12 @@ def get_session(db: DatabaseDep) -> Iterator[Session]:
 # scope="function": the commit happens before the response goes out.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
+# A plugin name to filter by: printable text only (PostgreSQL refuses a NUL in a string, so
+# one in a filter would otherwise reach the database as a server error, not a 422).
+PRINTABLE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+PluginFilter = Annotated[str | None, Query(max_length=100, pattern=PRINTABLE_PATTERN, description="Only this plugin")]
+RequiredPluginFilter = Annotated[str, Query(min_length=1, max_length=100, pattern=PRINTABLE_PATTERN, description="The plugin")]
+
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer tl_...`")
 
 

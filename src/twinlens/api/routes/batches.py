@@ -8,10 +8,10 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Query, Response, UploadFile
+from fastapi import APIRouter, File, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
-from twinlens.api.deps import ApiKeyDep, DatabaseDep, PageDep, PluginDep, SessionDep, SettingsDep
+from twinlens.api.deps import ApiKeyDep, DatabaseDep, PageDep, PluginDep, SessionDep, SettingsDep, PluginFilter
 from twinlens.api.problems import problem_responses
 from twinlens.services import batches
 from twinlens.services.views import BatchList, BatchStatus, BatchView
@@ -61,7 +61,7 @@ def list_batches(
     principal: ApiKeyDep,
     session: SessionDep,
     page: PageDep,
-    plugin: Annotated[str | None, Query(max_length=100)] = None,
+    plugin: PluginFilter = None,
     status: BatchStatus | None = None,
 ) -> BatchList:
     return batches.list_batches(session, principal, page, plugin=plugin, status=status)

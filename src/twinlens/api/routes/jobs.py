@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from twinlens.api.deps import ApiKeyDep, BlobsDep, DatabaseDep, PageDep, PluginDep, SessionDep, SettingsDep
+from twinlens.api.deps import ApiKeyDep, BlobsDep, DatabaseDep, PageDep, PluginDep, SessionDep, SettingsDep, PluginFilter
 from twinlens.api.job_requests import read_job_request
 from twinlens.api.openapi_docs import JOB_REQUEST_BODY
 from twinlens.api.problems import problem_responses
@@ -78,7 +78,7 @@ def list_jobs(
     principal: ApiKeyDep,
     session: SessionDep,
     page: PageDep,
-    plugin: Annotated[str | None, Query(max_length=100)] = None,
+    plugin: PluginFilter = None,
     status: JobStatus | None = None,
 ) -> JobList:
     jobs_page, next_cursor = jobs.list_jobs(session, principal, page, plugin=plugin, status=status)

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from twinlens.api.deps import AdminKeyDep, ApiKeyDep, BlobsDep, SessionDep, SettingsDep
+from twinlens.api.deps import AdminKeyDep, ApiKeyDep, BlobsDep, SessionDep, SettingsDep, PluginFilter, RequiredPluginFilter
 from twinlens.api.problems import problem_responses
 from twinlens.api.schemas import (
     CorrectionExportCreate,
@@ -71,7 +71,7 @@ def create_holdout(body: HoldoutCreate, principal: AdminKeyDep, session: Session
 
 @router.get("/holdouts", response_model=HoldoutList, summary="The tenant's holdout versions (admin)")
 def list_holdouts(principal: AdminKeyDep, session: SessionDep,
-                  plugin: Annotated[str | None, Query(max_length=100)] = None) -> HoldoutList:
+                  plugin: PluginFilter = None) -> HoldoutList:
     return HoldoutList(data=[HoldoutView.model_validate(h) for h in learning.list_holdouts(session, principal, plugin)])
 
 
@@ -138,7 +138,7 @@ def rollback_model(model_id: ModelId, principal: AdminKeyDep, session: SessionDe
 
 @router.get("/model-activations", response_model=ActivationList,
             summary="The activation history of a plugin in the tenant's (or the global) scope, newest first (admin)")
-def list_model_activations(principal: AdminKeyDep, session: SessionDep, plugin: Annotated[str, Query(min_length=1, max_length=100)],
+def list_model_activations(principal: AdminKeyDep, session: SessionDep, plugin: RequiredPluginFilter,
                            scope: Literal["tenant", "global"] = "tenant") -> ActivationList:
     steps = learning_models.history(session, principal, plugin, scope)
     return ActivationList(data=[ActivationView.model_validate(step) for step in steps])

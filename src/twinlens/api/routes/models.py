@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
-from twinlens.api.deps import AdminKeyDep, ApiKeyDep, SessionDep, SettingsDep
+from twinlens.api.deps import AdminKeyDep, ApiKeyDep, SessionDep, SettingsDep, PluginFilter
 from twinlens.api.problems import problem_responses
 from twinlens.api.schemas import ModelCreate
 from twinlens.services import models
@@ -17,7 +16,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_respo
 
 
 @router.get("", response_model=ModelList, summary="Models this key may use (its tenant's and global ones)")
-def list_models(principal: ApiKeyDep, session: SessionDep, plugin: Annotated[str | None, Query(max_length=100)] = None) -> ModelList:
+def list_models(principal: ApiKeyDep, session: SessionDep, plugin: PluginFilter = None) -> ModelList:
     return ModelList(data=[model_view(m) for m in models.list_models(session, principal, plugin)])
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
-from twinlens.api.deps import AdminKeyDep, PageDep, SessionDep, SettingsDep
+from twinlens.api.deps import AdminKeyDep, PageDep, SessionDep, SettingsDep, PluginFilter
 from twinlens.api.problems import problem_responses
 from twinlens.api.schemas import TrainingRunCreate
 from twinlens.services import training
@@ -31,7 +30,7 @@ def create_training_run(
     return training_run_view(run)
 
 
-@router.get("/{run_id}", response_model=TrainingRunView, summary="One training run (admin)", responses=problem_responses(404))
+@router.get("/{run_id:uuid}", response_model=TrainingRunView, summary="One training run (admin)", responses=problem_responses(404))
 def get_training_run(run_id: uuid.UUID, principal: AdminKeyDep, session: SessionDep) -> TrainingRunView:
     return training_run_view(training.get_run(session, principal, run_id))
 
@@ -41,7 +40,7 @@ def list_training_runs(
     principal: AdminKeyDep,
     session: SessionDep,
     page: PageDep,
-    plugin: Annotated[str | None, Query(max_length=100)] = None,
+    plugin: PluginFilter = None,
     status: TrainingStatus | None = None,
 ) -> TrainingRunList:
     runs, next_cursor = training.list_runs(session, principal, page, plugin=plugin, status=status)

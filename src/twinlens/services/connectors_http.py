@@ -28,6 +28,7 @@ import httpx
 from twinlens.connectors.contract import Download, HelpdeskError
 from twinlens.contract.errors import InputError
 from twinlens.db.base import utcnow
+from twinlens.services.fetch import read_capped
 from twinlens.services.netguard import check_url
 from twinlens.services.peer_guard import PeerRefused, refuse_non_public_peers
 from twinlens.settings import Settings
@@ -139,7 +140,7 @@ class GuardedTransport:
                     return Download(b"", None), response.headers["location"]
                 if response.status_code != 200:
                     raise InputError(FIELD, f"the helpdesk answered HTTP {response.status_code} for the attachment")
-                data = read_capped(response, self.settings.max_upload_bytes)
+                data = read_capped(response, self.settings.max_upload_bytes, field=FIELD, noun="the attachment")
                 self._record("attachment", "GET", url, ticket_id, 1, 200, None, started)
                 kind = response.headers.get("content-type")
                 return Download(data, kind.split(";", 1)[0].strip().lower() if kind else None), None
@@ -184,18 +185,6 @@ class GuardedTransport:
                                        utcnow() - timedelta(seconds=elapsed)))
 
 
-def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
-    """The body, refused (413) as soon as it is over `max_bytes`, declared or not."""
-    declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise InputError(FIELD, f"the attachment is {declared} bytes; the limit is {max_bytes}", status=413)
-    chunks, size = [], 0
-    for chunk in response.iter_bytes():
-        size += len(chunk)
-        if size > max_bytes:
-            raise InputError(FIELD, f"the attachment is over the limit of {max_bytes} bytes", status=413)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def retry_after_seconds(value: str | None) -> float | None:

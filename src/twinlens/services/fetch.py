@@ -38,20 +38,21 @@ def _get_once(client: httpx.Client, url: str, max_bytes: int, allow_private: boo
                 return Fetched(b"", None), response.headers["location"]
             if response.status_code != 200:
                 raise InputError(FIELD, f"fetching the image answered HTTP {response.status_code}")
-            return Fetched(_read_capped(response, max_bytes), _media_type(response)), None
+            return Fetched(read_capped(response, max_bytes), _media_type(response)), None
     except httpx.HTTPError as exc:
         raise InputError(FIELD, f"could not fetch the image: {exc.__class__.__name__}: {exc}") from exc
 
 
-def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+def read_capped(response: httpx.Response, max_bytes: int, *, field: str = FIELD, noun: str = "the image") -> bytes:
+    """The body, refused (413) as soon as it is over `max_bytes`, declared or not."""
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise InputError(FIELD, f"the image is {declared} bytes; the limit is {max_bytes}", status=413)
+        raise InputError(field, f"{noun} is {declared} bytes; the limit is {max_bytes}", status=413)
     chunks, size = [], 0
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > max_bytes:
-            raise InputError(FIELD, f"the image is over the limit of {max_bytes} bytes", status=413)
+            raise InputError(field, f"{noun} is over the limit of {max_bytes} bytes", status=413)
         chunks.append(chunk)
     return b"".join(chunks)
 

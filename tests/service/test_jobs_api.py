@@ -285,3 +285,12 @@ def test_a_nul_in_a_plugin_filter_is_a_422_and_a_fixed_path_is_not_read_as_an_id
         assert admin.get("/v1/model-activations", params={"plugin": "generic"}).status_code == 200
         assert admin.get("/v1/training-runs/from-corrections").status_code == 405
         problem(admin.get(f"/v1/training-runs/{uuid.uuid4()}"), 404)
+
+
+def test_a_search_with_nothing_to_search_with_is_a_422_on_every_backend(live):
+    """The search waits for a worker in sessions of its own; the request's key-lookup
+    transaction must not be held meanwhile (on SQLite it held the write lock, and the search
+    answered a 503 after busy_timeout instead of its 422)."""
+    with live.client() as admin:
+        body = problem(admin.post("/v1/search", json={"plugin": "generic"}), 422)
+    assert body["errors"][0]["field"] == "text"

@@ -38,7 +38,12 @@ def similar_cases(
     "/search", response_model=SimilarCases, summary="Find past cases with a text or an image",
     responses=problem_responses(404, 409, 413, 415, 503),
 )
-async def search_cases(body: SearchCreate, principal: ApiKeyDep, db: DatabaseDep, settings: SettingsDep) -> SimilarCases:
+async def search_cases(body: SearchCreate, principal: ApiKeyDep, session: SessionDep, db: DatabaseDep,
+                       settings: SettingsDep) -> SimilarCases:
+    # The key lookup's transaction ends before the search opens its own sessions and waits for
+    # a worker: left open it would sit idle for the whole wait, and on SQLite (where every
+    # transaction takes the write lock) the search's sessions would wait for it until busy_timeout.
+    session.commit()
     return await search.search(db, principal, body.to_request(), settings)
 
 

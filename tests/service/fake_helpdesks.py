@@ -15,6 +15,7 @@ address allowed (`allow_private_helpdesks`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import http.server
@@ -33,7 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from service_db import service_settings
+from service_db import fresh_database, service_settings
 
 from twinlens.cli.service import EmbeddedService, train_sample_model
 from twinlens.db.migrate import upgrade
@@ -381,19 +382,26 @@ def connector_bundle(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session", params=["postgresql", "sqlite"])
 def connector_service(request, tmp_path_factory, connector_bundle) -> Iterator[ConnectorService]:
-    """The real service (API over HTTP, in-process worker) allowed to reach the fakes on loopback."""
+    """The real service (API over HTTP, in-process worker) allowed to reach the fakes on loopback,
+    on a database of its own: other suites' global models must not answer for the tenants here
+    (one test needs a tenant with no model at all)."""
     data_dir = tmp_path_factory.mktemp(f"connectors-{request.param}")
-    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else f"sqlite:///{data_dir / 'twinlens.db'}"
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(fresh_database()) if request.param == "postgresql" else f"sqlite:///{data_dir / 'twinlens.db'}"
+        yield from _connector_service(request.param, url, data_dir, tmp_path_factory, connector_bundle)
+
+
+def _connector_service(backend: str, url: str, data_dir, tmp_path_factory, connector_bundle) -> Iterator[ConnectorService]:
     roots = [tmp_path_factory.getbasetemp()]
     settings = service_settings(data_dir, url, model_roots=roots, allow_private_helpdesks=True,
                                 connector_retry_base_seconds=0.05, connector_max_retry_after_seconds=5.0)
     database = Database(settings.resolved_database_url)
     upgrade(database.engine)
     with database.session() as session:
-        _, admin_key = keys.create_key(session, f"connectors-admin-{request.param}", platform_admin=True)
+        _, admin_key = keys.create_key(session, f"connectors-admin-{backend}", platform_admin=True)
     service = EmbeddedService(settings, port=0, database=database).build(migrate=False).start()
     try:
-        yield ConnectorService(request.param, service.url, database, service, admin_key, connector_bundle)
+        yield ConnectorService(backend, service.url, database, service, admin_key, connector_bundle)
     finally:
         service.close()
 

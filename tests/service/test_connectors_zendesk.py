@@ -88,11 +88,9 @@ def test_a_signed_ticket_created_event_puts_fields_tags_and_a_private_note_on_th
         connector = _connector(client, zendesk)
         ticket_id = _photo_ticket(zendesk)
 
-        started = time.monotonic()
         answer = _deliver(client, connector, zendesk_created_event(ticket_id))
-        assert answer.status_code == 202, answer.text
+        assert answer.status_code == 202, answer.text  # how fast it answers: benchmarks/connectors.py
         assert answer.json() == {"status": "accepted", "ticket_id": str(ticket_id), "reason": None}
-        assert time.monotonic() - started < 5.0  # answered before any work on the ticket
 
         (note,) = _written(zendesk, ticket_id)
         (job,) = _jobs(client)

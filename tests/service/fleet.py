@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,3 +186,27 @@ class Fleet:
                     process.wait(20)
                 except subprocess.TimeoutExpired:
                     process.kill()
+
+
+@contextmanager
+def api_fleet(root: Path, env: dict[str, str]) -> Iterator["Fleet"]:
+    """A fresh PostgreSQL database, a private Redis and the fleet's API process; workers are
+    started by the test. Everything is stopped and dropped at the end."""
+    from service_db import fresh_database
+
+    with fresh_database() as database_url:
+        redis = RedisServer(root / "redis").start()
+        running = Fleet(root, database_url, redis, extra_env=env).start_api()
+        try:
+            yield running
+        finally:
+            running.close()
+            redis.stop()
+
+
+def tiny_spec_json() -> dict:
+    """The CLI's tiny encoders as a JSON model spec for a training request."""
+    from twinlens.cli.service import tiny_encoders
+
+    return {name: value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+            for name, value in tiny_encoders().items()}

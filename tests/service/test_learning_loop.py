@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-from fleet import Fleet, RedisServer
+from fleet import Fleet, api_fleet, tiny_spec_json
 from service_helpers import problem, wait_finished
 from test_worker_fleet import _sql
 
-from twinlens.cli.service import tiny_encoders, train_sample_model
+from twinlens.cli.service import train_sample_model
 from twinlens.generic import GenericPlugin
 
 pytestmark = pytest.mark.slow
@@ -32,24 +32,16 @@ THRESHOLDS = {"max_ece": 0.5, "max_latency_factor": 20.0, "max_recall_drop": 0.3
 
 @pytest.fixture(scope="module")
 def loop_fleet(tmp_path_factory):
-    from service_db import fresh_database
 
     root = tmp_path_factory.mktemp("learning-fleet")
     env = {"TWINLENS_TRAINING_TIME_LIMIT_SECONDS": "300", "TWINLENS_BROKER_VISIBILITY_TIMEOUT_SECONDS": "330",
            "TWINLENS_ALLOW_PRIVATE_WEBHOOKS": "true"}
-    with fresh_database() as database_url:
-        redis = RedisServer(root / "redis").start()
-        running = Fleet(root, database_url, redis, extra_env=env).start_api()
-        try:
-            yield running
-        finally:
-            running.close()
-            redis.stop()
+    with api_fleet(root, env) as running:
+        yield running
 
 
 def _tiny_spec() -> dict:
-    return {name: value.model_dump(mode="json") if hasattr(value, "model_dump") else value
-            for name, value in tiny_encoders().items()}
+    return tiny_spec_json()
 
 
 def _png(image) -> str:

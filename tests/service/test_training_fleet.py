@@ -9,10 +9,9 @@ import time
 
 import pytest
 
-from fleet import Fleet, RedisServer
+from fleet import Fleet, api_fleet, tiny_spec_json
 from plugin_fakes import install_fake
 from test_worker_fleet import _register, _sql, _submit, _wait_all_finished
-from twinlens.cli.service import tiny_encoders
 from twinlens.contract.registry import GROUP
 from twinlens.generic import GenericPlugin
 
@@ -45,7 +44,6 @@ class GatedPlugin(GenericPlugin):
 
 @pytest.fixture(scope="module")
 def training_fleet(tmp_path_factory):
-    from service_db import fresh_database
 
     root = tmp_path_factory.mktemp("training-fleet")
     plugins = install_fake(root / "site", "gated-train-plugin", {"gated_train": "gated_plugin:GatedPlugin"},
@@ -53,19 +51,12 @@ def training_fleet(tmp_path_factory):
     # Every worker's visibility timeout must exceed the training limit (Settings checks it).
     env = {"PYTHONPATH": str(plugins), "TWINLENS_TRAINING_TIME_LIMIT_SECONDS": "300",
            "TWINLENS_BROKER_VISIBILITY_TIMEOUT_SECONDS": "330"}
-    with fresh_database() as database_url:
-        redis = RedisServer(root / "redis").start()
-        running = Fleet(root, database_url, redis, extra_env=env).start_api()
-        try:
-            yield running
-        finally:
-            running.close()
-            redis.stop()
+    with api_fleet(root, env) as running:
+        yield running
 
 
 def _tiny_spec() -> dict:
-    return {name: value.model_dump(mode="json") if hasattr(value, "model_dump") else value
-            for name, value in tiny_encoders().items()}
+    return tiny_spec_json()
 
 
 def _run_status(fleet: Fleet, run_id: str) -> str:

@@ -390,8 +390,8 @@ def _decoded(data: bytes) -> str:
 
 class Haystack:
     """Text to search for planted strings: case-insensitively, also as JSON escapes them
-    (SQLAlchemy writes JSON with \\uXXXX), and a number only as a whole number ("01103"
-    is not in a probability "0.0110337")."""
+    (SQLAlchemy writes JSON with \\uXXXX), and a number only as a whole number: "01103"
+    is not in a probability "0.0110337", nor "4471" in a word weight rounded to "0.4471"."""
 
     def __init__(self, text: str):
         self.folded = text.casefold()
@@ -403,12 +403,22 @@ class Haystack:
         start = self.folded.find(form)
         while start >= 0:
             end = start + len(form)
-            clear_before = not (form[0].isdigit() and start > 0 and self.folded[start - 1].isdigit())
-            clear_after = not (form[-1].isdigit() and end < len(self.folded) and self.folded[end].isdigit())
+            clear_before = not (form[0].isdigit() and self._number_ends_at(start))
+            clear_after = not (form[-1].isdigit() and self._number_starts_at(end))
             if clear_before and clear_after:
                 return True
             start = self.folded.find(form, start + 1)
         return False
+
+    def _number_ends_at(self, index: int) -> bool:
+        """A digit, or a decimal point after one, just before `index`."""
+        before = self.folded[max(0, index - 2):index]
+        return before[-1:].isdigit() or (len(before) == 2 and before[1] == "." and before[0].isdigit())
+
+    def _number_starts_at(self, index: int) -> bool:
+        """A digit, or a decimal point before one, at `index`."""
+        after = self.folded[index:index + 2]
+        return after[:1].isdigit() or (len(after) == 2 and after[0] == "." and after[1].isdigit())
 
 
 def _longest_clinical(case: dict) -> str:

@@ -3,7 +3,9 @@
 Every reader returns Samples with labels {"findings": [positive labels], "urgency": level}
 and the uncertain (-1) findings in `meta["uncertain"]["findings"]`, where the engine
 applies TrainConfig.uncertain_policy (ignore masks them out of the loss). Bad rows are
-collected and raised together (DatasetError) unless `skip_bad_rows`.
+collected and raised together (DatasetError) unless `skip_bad_rows`. A manifest's lines
+that are one study (same `study_id`, or DICOMs of one StudyInstanceUID: studies.py) are
+read as one sample with each image's view.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from twinlens_chest_xray.labels import (FINDINGS, FINDINGS_TASK, NO_FINDING, SUP
                                         URGENCY_TASK, canonical_finding, label_schema, urgency_from_findings,
                                         with_no_finding)
 from twinlens_chest_xray.reports import labels_to_targets, label_report
+from twinlens_chest_xray.studies import group_lines
 
 UNCERTAIN_POLICIES = ("ignore", "positive", "negative")
 IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg")
@@ -126,13 +129,27 @@ class Reader:
 
     # -- manifest ----------------------------------------------------------------------
     def _manifest_rows(self, path: Path) -> list[tuple[int, Callable[[], Sample]]]:
-        rows = []
-        for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                rows.append((line_number, lambda line=line, n=line_number: self._manifest_sample(path.parent, line, n)))
-        return rows
+        lines = [(n, line) for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if line.strip()]
+        return [(study[0][0], lambda study=study: self._manifest_study(path.parent, study))
+                for study in group_lines(path.parent, lines)]
 
-    def _manifest_sample(self, root: Path, line: str, number: int) -> Sample:
+    def _manifest_study(self, root: Path, lines: list[tuple[int, str]]) -> Sample:
+        """One sample from a study's lines (one line, or one per image of the study)."""
+        rows = [self._manifest_row(root, text, number) for number, text in lines]
+        first = rows[0]
+        for row, (number, _) in zip(rows[1:], lines[1:]):
+            for field in ("findings", "urgency", "meta"):
+                if row[field] != first[field]:
+                    name = "patient_id" if field == "meta" else field
+                    raise _Row(name, f"line {number} is the same study as line {lines[0][0]} but its {name} differ")
+        texts = {name: _joined(row["texts"][name] for row in rows) for name in first["texts"]}
+        positives, uncertain = first["findings"]
+        return self._sample(sample_id=first["id"], image_path=None,
+                            image_paths=[entry for row in rows for entry in row["images"]],
+                            texts=texts, positives=positives, uncertain=uncertain, urgency=first["urgency"],
+                            meta=first["meta"])
+
+    def _manifest_row(self, root: Path, line: str, number: int) -> dict[str, Any]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -140,6 +157,7 @@ class Reader:
         if not isinstance(row, dict):
             raise _Row("json", "each line must be a JSON object")
         positives, uncertain = _manifest_findings(row)
+        findings = (sorted(positives), sorted(uncertain))  # compared across a study's lines
         urgency = row.get("urgency")
         if urgency is not None and urgency not in URGENCY_LEVELS:
             raise _Row("urgency", f"{urgency!r} is not one of {', '.join(URGENCY_LEVELS)}")
@@ -147,11 +165,10 @@ class Reader:
         entries = image_entries(image) if image else []
         if entries is None:
             raise _Row("image", "expected an image path or a list of them (paths or {\"path\": ..., \"view\": ...})")
-        return self._sample(sample_id=str(row.get("id", f"line-{number}")), image_path=None,
-                            image_paths=[(root / path, view) for path, view in entries],
-                            texts={"report": _text(row, "report"), "history": _text(row, "history")},
-                            positives=positives, uncertain=uncertain, urgency=urgency,
-                            meta={key: str(row[key]) for key in ("patient_id", "subject_id") if row.get(key) not in (None, "")})
+        return {"id": str(row.get("id", f"line-{number}")), "images": [(root / path, view) for path, view in entries],
+                "texts": {"report": _text(row, "report"), "history": _text(row, "history")},
+                "findings": findings, "urgency": urgency,
+                "meta": {key: str(row[key]) for key in ("patient_id", "subject_id") if row.get(key) not in (None, "")}}
 
     # -- CheXpert ----------------------------------------------------------------------
     def _chexpert_rows(self, path: Path) -> list[tuple[int, Callable[[], Sample]]]:
@@ -266,6 +283,13 @@ def _finding(name: Any) -> str:
     if found is None:
         raise _Row("findings", f"unknown finding {name!r}; known: {', '.join(FINDINGS)}")
     return found
+
+
+def _joined(texts: Iterable[str | None]) -> str | None:
+    """A study's text from its lines: each distinct one once (a PACS export repeats the
+    study's report on every image's line)."""
+    distinct = list(dict.fromkeys(text for text in texts if text))
+    return "\n\n".join(distinct) or None
 
 
 def _text(row: dict[str, Any], key: str) -> str | None:

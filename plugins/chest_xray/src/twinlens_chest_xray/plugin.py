@@ -26,6 +26,7 @@ from twinlens_chest_xray.dicom_io import DICOM_MEDIA_TYPE, check_dicom_upload, i
 from twinlens_chest_xray.imaging import load_radiograph, strip_picture_metadata
 from twinlens_chest_xray.known_phi import KnownPhi, known_phi_from_dicom
 from twinlens_chest_xray.phi_text import scrub_text
+from twinlens_chest_xray.studies import require_one_study
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -95,6 +96,7 @@ class ChestXrayPlugin(Plugin):
         """PHI out of everything: DICOM tags de-identified (PS3.15 basic profile), PNG/JPEG
         metadata dropped, texts and string metadata scrubbed, and every name, ID, date and
         address the DICOM header held removed from those texts too. Call before storing anything."""
+        require_one_study([(item.data, is_dicom(item.data, item.media_type)) for item in raw.images])
         images, texts, metadata = [], dict(raw.texts), dict(raw.metadata)
         for item in raw.images:  # every view of the study, each header's PHI out of the texts
             known = header_phi(item.data, item.media_type)  # read before de-identification empties the header

@@ -101,8 +101,8 @@ def make_dicom(pixels: np.ndarray, *, photometric: str = "MONOCHROME2", modality
 
 def _dicom_header(modality: str, body_part: str | None, view: str | None, photometric: str,
                   phi: dict[str, str], uid_seed: str | None) -> Dataset:
-    def uid(kind: str) -> str:  # deterministic for generated data sets, random otherwise
-        return generate_uid(entropy_srcs=[uid_seed, kind]) if uid_seed else generate_uid()
+    def uid(*kind: str) -> str:  # deterministic for generated data sets, random otherwise
+        return generate_uid(entropy_srcs=[uid_seed, *kind]) if uid_seed else generate_uid()
 
     meta = FileMetaDataset()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -110,8 +110,9 @@ def _dicom_header(modality: str, body_part: str | None, view: str | None, photom
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID = uid("instance")
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = uid("study"), uid("series")
+    # A study's views share its study UID; each view is an image (and series) of its own.
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID = uid("instance", view or "")
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = uid("study"), uid("series", view or "")
     ds.Modality, ds.PhotometricInterpretation = modality, photometric
     if body_part:
         ds.BodyPartExamined = body_part
@@ -134,12 +135,13 @@ def write_png(pixels: np.ndarray, path: Path, sixteen_bit: bool) -> None:
 
 
 def write_image(pixels: np.ndarray, folder: Path, index: int, rng: np.random.Generator, *,
-                position: str | None = None, suffix: str = "") -> tuple[str, list[str]]:
+                position: str | None = None, suffix: str = "", patient: dict[str, str] | None = None) -> tuple[str, list[str]]:
     """Rotate through encodings so every loader path is exercised; return (name, planted PHI).
-    `position`: the DICOM ViewPosition (default PA or AP); `suffix` ends the file name."""
+    `position`: the DICOM ViewPosition (default PA or AP); `suffix` ends the file name;
+    `patient`: the study's patient (the views of one study name the same one)."""
     kind = index % 4
     if kind in (0, 1):
-        phi = fake_patient(rng, index)
+        phi = patient or fake_patient(rng, index)
         photometric = "MONOCHROME1" if kind == 1 else "MONOCHROME2"
         rescale = (1.0, -1024.0) if kind == 1 else None
         data = make_dicom(pixels, photometric=photometric, modality=("DX", "CR")[kind],
@@ -171,10 +173,11 @@ def make_sample_dataset(out_dir: Path, n: int = 200, seed: int = 0, *, image_siz
         positives = sample_truth(rng)
         strengths = draw_strengths(positives, rng)
         frontal = {name: value for name, value in strengths.items() if views == 1 or name != LATERAL_ONLY}
-        image, planted = write_image(render_radiograph(frontal, rng, size=image_size), out_dir, index, rng)
+        patient = fake_patient(rng, index) if views > 1 else None
+        image, planted = write_image(render_radiograph(frontal, rng, size=image_size), out_dir, index, rng, patient=patient)
         if views > 1:
             lateral, more = write_image(render_radiograph(strengths, rng, size=image_size), out_dir, index, rng,
-                                        position="LL", suffix="-lateral")
+                                        position="LL", suffix="-lateral", patient=patient)
             image, planted = [{"path": image, "view": "frontal"}, {"path": lateral, "view": "lateral"}], planted + more
         texts = write_texts([p for p in positives if p != NO_FINDING], rng)
         planted_all.update(planted + texts.planted_phi)

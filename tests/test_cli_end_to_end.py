@@ -129,13 +129,15 @@ def test_default_train_is_the_auto_recipe_and_evaluate_shows_its_baselines(train
     what shipped; evaluate prints every kept member on new data."""
     model = tmp_path / "auto"
     result = twinlens("train", "--plugin", "generic", "--data", trained["train"], "--out", model, "--spec", trained["spec"],
-                      "--time-limit", 30, "--label-col", "label", "--label-col", "tags", "--no-progress")
+                      "--time-limit", 60, "--label-col", "label", "--label-col", "tags", "--no-progress")
     assert "candidates on the same validation split" in result.stdout
+    # 60 s: the network needs 20 s of what the linear candidates leave (30 s was too tight in
+    # the whole suite, on a busy machine).
     for name in ("tfidf-text", "image-features", "linear-all", "network", "shipped:", "what fusion adds"):
-        assert name in result.stdout, name
+        assert name in result.stdout, (name, result.stdout)
     config = json.loads((model / "config.json").read_text())
     assert config["kind"] == "ensemble" and config["shipped"] in {m["name"] for m in config["members"]} | {"ensemble"}
-    assert config["recipe"]["preset"] == "auto" and config["recipe"]["time_limit_seconds"] == 30
+    assert config["recipe"]["preset"] == "auto" and config["recipe"]["time_limit_seconds"] == 60
     network = json.loads((model / "network" / "config.json").read_text())
     assert network["model_spec"]["image_encoder"]["name"] == "test_resnet"  # --spec reached the network
     report = tmp_path / "auto.json"
@@ -197,7 +199,11 @@ def test_predict_data_resumes_after_an_interruption(trained, tmp_path):
     assert "5 already in" in again.output
     resumed = out.read_text().splitlines()
     assert sorted(json.loads(line)["line"] for line in resumed) == list(range(1, len(rows) + 1))
-    assert sorted(resumed) == sorted(complete)  # same answers, none twice
+    # Same answers, none twice; the resumed rows were scored in other batches, which may
+    # move a probability in its sixth decimal (batched float sums), nothing more.
+    by_line = {json.loads(line)["line"]: json.loads(line) for line in complete}
+    for line in resumed:
+        _assert_same_answer(json.loads(line), by_line[json.loads(line)["line"]])
     fresh = in_process("predict", "--model", trained["model"], "--data", data, "--out", out, "--no-resume")
     assert fresh.exit_code == 0 and len(out.read_text().splitlines()) == len(rows)
 
@@ -205,3 +211,16 @@ def test_predict_data_resumes_after_an_interruption(trained, tmp_path):
 def test_predict_data_needs_out(trained):
     result = in_process("predict", "--model", trained["model"], "--data", trained["val"])
     assert result.exit_code != 0 and "--data needs --out" in result.output
+
+
+def _assert_same_answer(got: dict, expected: dict) -> None:
+    if "prediction" not in expected:  # a bad row: its error, word for word
+        assert got == expected
+        return
+    assert got["id"] == expected["id"] and got.get("model_version") == expected.get("model_version")
+    assert got["decision"]["heads"].keys() == expected["decision"]["heads"].keys()
+    for name, head in expected["prediction"]["heads"].items():
+        assert got["prediction"]["heads"][name]["label"] == head["label"]
+        assert got["prediction"]["heads"][name]["labels"] == head["labels"]
+        assert got["prediction"]["heads"][name]["probabilities"] == pytest.approx(head["probabilities"], abs=1e-4)
+    assert got["decision"]["needs_review"] == expected["decision"]["needs_review"]

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     # samples each head's temperature is fitted on, once per plugin version (cached under
     # data_dir/zero-shot); 0 keeps the fixed tempering. A local CLIP-style model folder
     # adds the photo as evidence (docs/explanations.md, "Zero-shot in the service").
+    # false: no zero-shot answers; such jobs get 409 until a trained model is active (a
+    # deployment that wants no answer from a model never trained on its labelled cases).
+    zero_shot: bool = True
     zero_shot_calibration_rows: int = Field(60, ge=0, le=5000)
     zero_shot_clip_model: str | None = None
     # -- bulk scoring batches (POST /v1/plugins/{name}/batches, docs/bulk.md) ----------------

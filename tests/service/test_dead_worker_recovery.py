@@ -265,7 +265,7 @@ def test_a_heartbeat_names_what_its_process_holds_and_lapses_when_the_process_di
     reader = HeartbeatReader(settings)
     child = subprocess.Popen([sys.executable, "-c", BEATING_PROCESS, redis.url], stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.1)  # the reader judges nobody until Redis has been up for a TTL
+        time.sleep(2.1)  # the reader judges nobody until Redis has been up for a TTL and a second
         name = child.stdout.readline().strip()
         assert f"#{child.pid}." in name, name
         assert reader([name, "never-started"]) == {name: {"job-held-by-the-child"}}

@@ -87,7 +87,7 @@ def submit_batch(session: Session, settings: Settings, principal: Principal, plu
         raise InputError("file", f"{len(rows) + len(unreadable)} rows exceeds the limit of {settings.bulk_max_rows}", status=413)
     if not rows and not unreadable:
         raise InputError("file", "the file holds no rows")
-    model = model_for_new_job(session, principal.tenant_id, plugin.name)
+    model = model_for_new_job(session, principal.tenant_id, plugin.name, zero_shot=settings.zero_shot)
     lines = [_line(plugin, principal, settings, row) for row in rows]
     lines += [{"line": error.line, "row_ref": None, "status": "failed", "inputs": None,
                "error": {"field": error.field, "reason": error.reason}} for error in unreadable]

@@ -43,6 +43,7 @@ class JobRequest:
     # services/erasure.subject_digest of the caller's metadata.subject_ref, if it named one.
     subject_digest: str | None = None
     explain: bool = False  # ?explain=true: explain the result whatever the decision
+    zero_shot: bool = True  # the zero_shot setting: may a plugin without a model answer zero-shot
 
 
 def submit_job(session: Session, blobs: BlobStore, principal: Principal, request: JobRequest) -> Submission:
@@ -51,7 +52,7 @@ def submit_job(session: Session, blobs: BlobStore, principal: Principal, request
         earlier = replay_idempotent(session, principal, request)
         if earlier is not None:
             return Submission(earlier, created=False)
-    model = model_for_new_job(session, principal.tenant_id, request.plugin)
+    model = model_for_new_job(session, principal.tenant_id, request.plugin, zero_shot=request.zero_shot)
     raw = request.raw
     images, metadata = store_images(blobs, raw)
     job = JobRepository(session).add(

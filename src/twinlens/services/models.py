@@ -187,14 +187,17 @@ def active_models(session: Session) -> list[ModelVersion]:
     return ModelRepository(session).all_active()
 
 
-def model_for_new_job(session: Session, tenant_id: uuid.UUID, plugin: str) -> ModelVersion:
+def model_for_new_job(session: Session, tenant_id: uuid.UUID, plugin: str, *, zero_shot: bool = True) -> ModelVersion:
     """The active model (the tenant's, else the global one); before any, the plugin's
-    zero-shot model when its labels have descriptions (services/zero_shot_models.py)."""
-    model = ModelRepository(session).active(plugin, tenant_id) or zero_shot_models.zero_shot_model(session, plugin)
+    zero-shot model when its labels have descriptions (services/zero_shot_models.py) and
+    `zero_shot` (the setting) allows it."""
+    model = ModelRepository(session).active(plugin, tenant_id)
+    if model is None and zero_shot:
+        model = zero_shot_models.zero_shot_model(session, plugin)
     if model is None:
+        why = "and its labels have no descriptions to answer zero-shot" if zero_shot else "and zero-shot answers are off"
         raise Conflict(
-            f"no active model for plugin {plugin!r}, and its labels have no descriptions to answer zero-shot; "
-            "an admin registers one with POST /v1/models",
+            f"no active model for plugin {plugin!r}, {why}; an admin registers one with POST /v1/models",
             plugin=plugin,
         )
     return model

@@ -129,7 +129,7 @@ async def search(db: Database, principal: Principal, request: SearchRequest, set
 
 def _submit_query(db: Database, principal: Principal, request: SearchRequest, settings: Settings) -> PendingQuery:
     with db.session() as session:
-        model = _model(session, principal, request)
+        model = _model(session, principal, request, settings)
         kind, space = _query_kind(session, principal, model, request)
         media_type = None
         if request.image is not None:
@@ -142,10 +142,10 @@ def _submit_query(db: Database, principal: Principal, request: SearchRequest, se
         return PendingQuery(query_id, principal.tenant_id, model.id, kind, space)
 
 
-def _model(session: Session, principal: Principal, request: SearchRequest) -> ModelVersion:
+def _model(session: Session, principal: Principal, request: SearchRequest, settings: Settings) -> ModelVersion:
     _known_plugin(request.plugin)
     if request.model_id is None:
-        return model_for_new_job(session, principal.tenant_id, request.plugin)
+        return model_for_new_job(session, principal.tenant_id, request.plugin, zero_shot=settings.zero_shot)
     model = ModelRepository(session).get(request.model_id)
     if model is None or model.plugin != request.plugin or (model.tenant_id is not None and model.tenant_id != principal.tenant_id):
         raise NotFound(f"no model {request.model_id} of plugin {request.plugin}")

@@ -90,6 +90,7 @@ def accept_job(
         fingerprint=request_fingerprint(plugin.name, raw, inputs.webhook_url, submission.explain),
         subject_digest=subject_digest,
         explain=submission.explain,
+        zero_shot=settings.zero_shot,
     )
     try:
         # A concurrent request with the same Idempotency-Key can win at the insert's flush

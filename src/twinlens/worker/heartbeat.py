@@ -155,7 +155,9 @@ class HeartbeatReader:
         names = list(names)
         if not names:
             return {}
-        if self._client.info("server")["uptime_in_seconds"] < self.ttl:
+        # Redis counts its uptime in whole clock seconds: it may say 1 a few milliseconds
+        # after a start that crossed a second's boundary, hence one second of margin.
+        if self._client.info("server")["uptime_in_seconds"] < self.ttl + 1:
             return None
         values = self._client.mget([HEARTBEAT_KEY.format(name=name) for name in names])
         return {name: set(json.loads(value)["jobs"]) for name, value in zip(names, values) if value is not None}

@@ -190,7 +190,11 @@ def run_fleet(root: Path, database_url: str, bundle: Path, args, batch: int, nam
            "OMP_NUM_THREADS": str(args.torch_threads), "TWINLENS_JOB_STALE_AFTER_SECONDS": "600",
            "TWINLENS_TASK_TIME_LIMIT_SECONDS": "120", "TWINLENS_BROKER_VISIBILITY_TIMEOUT_SECONDS": "900",
            "TWINLENS_BATCH_DRAIN_SECONDS": "20", "TWINLENS_SWEEP_INTERVAL_SECONDS": "30",
-           "TWINLENS_WORKER_METRICS_PORT": str(args.worker_metrics_port)}
+           "TWINLENS_WORKER_METRICS_PORT": str(args.worker_metrics_port),
+           # One key sends every job as fast as it can: the default limits (20/s a key)
+           # would measure the rate limiter, not the service.
+           "TWINLENS_RATE_LIMIT_KEY_PER_SECOND": "100000", "TWINLENS_RATE_LIMIT_KEY_BURST": "100000",
+           "TWINLENS_RATE_LIMIT_TENANT_PER_SECOND": "100000", "TWINLENS_RATE_LIMIT_TENANT_BURST": "100000"}
     fleet = Fleet(root / name, database_url, redis, extra_env=env)
     (root / name).mkdir(parents=True, exist_ok=True)
     fleet.start_api()

@@ -148,6 +148,9 @@ def test_exported_bundle_is_a_new_sealed_version_without_pickle(exported):
     assert {FP32_NAME, INT8_NAME} <= set(config["files"])
     assert config["onnx"]["graphs"] == {"fp32": FP32_NAME, "int8": INT8_NAME} and config["onnx"]["default"] == "int8"
     assert config["onnx"]["parity"]["fp32_max_abs_diff"] <= LOGIT_TOLERANCE
+    # The image encoder's convolutions are quantized statically, calibrated on generated rows.
+    static = config["onnx"]["quantization"]["static"]
+    assert static["op_types"] == ["Conv"] and static["format"] == "QDQ" and static["calibration_rows"] == 32
     assert config["files"]["model.safetensors"] == original["files"]["model.safetensors"]
     assert not any(p.suffix == ".onnx" for p in source.iterdir())  # the source bundle is untouched
 

@@ -190,7 +190,7 @@ def run_fleet(root: Path, database_url: str, bundle: Path, args, batch: int, nam
            "OMP_NUM_THREADS": str(args.torch_threads), "TWINLENS_JOB_STALE_AFTER_SECONDS": "600",
            "TWINLENS_TASK_TIME_LIMIT_SECONDS": "120", "TWINLENS_BROKER_VISIBILITY_TIMEOUT_SECONDS": "900",
            "TWINLENS_BATCH_DRAIN_SECONDS": "20", "TWINLENS_SWEEP_INTERVAL_SECONDS": "30",
-           "TWINLENS_WORKER_METRICS_PORT": str(args.worker_metrics_port),
+           "TWINLENS_WORKER_METRICS_PORT": str(args.worker_metrics_port), "TWINLENS_EXPLAIN": args.explain,
            # One key sends every job as fast as it can: the default limits (20/s a key)
            # would measure the rate limiter, not the service.
            "TWINLENS_RATE_LIMIT_KEY_PER_SECOND": "100000", "TWINLENS_RATE_LIMIT_KEY_BURST": "100000",
@@ -216,6 +216,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="max batch size with batching on")
     parser.add_argument("--delay-ms", type=float, default=10.0)
     parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--explain", default="requested", choices=["review", "requested", "all"],
+                        help="the workers' TWINLENS_EXPLAIN (default requested: the raw predictor explains nothing "
+                             "either; the service default, review, explains every needs_review job: "
+                             "benchmarks/explanations.py measures that cost)")
     parser.add_argument("--overhead-jobs", type=int, default=24, help="jobs timed one at a time for the API overhead")
     parser.add_argument("--worker-metrics-port", type=int, default=free_port())
     args = parser.parse_args()
@@ -223,7 +227,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="twinlens-bench-"))
     inputs = job_inputs(args.jobs)
     print(f"machine: {os.cpu_count()} cores, load_avg_1m={os.getloadavg()[0]:.2f}; model: generic default "
-          f"({args.image_encoder}@{args.image_size} + all-MiniLM-L6-v2, concat); torch threads per process: {args.torch_threads}")
+          f"({args.image_encoder}@{args.image_size} + all-MiniLM-L6-v2, concat); torch threads per process: {args.torch_threads}; explanations: {args.explain}")
     bundle = train_bundle(root, args)
     preprocess, raw = raw_figures(bundle, inputs[:48], args.torch_threads)
     best = max(raw, key=raw.get)

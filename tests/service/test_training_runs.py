@@ -227,6 +227,7 @@ def test_training_has_its_own_queue_and_time_limit_below_the_visibility_timeout(
         Settings(training_time_limit_seconds=1000, broker_visibility_timeout_seconds=900)
     # A default worker never trains: a run would hold up the predictions queued behind it.
     assert TRAINING_QUEUE not in default_queues() and "predict.generic" in default_queues()
+    make_celery(Settings(broker_url="redis://127.0.0.1:6379/15"))  # an app with the defaults first, in this process
     app = make_celery(Settings(broker_url="redis://127.0.0.1:6379/15", training_time_limit_seconds=360,
                                broker_visibility_timeout_seconds=400))
     train = app.tasks[TRAIN_TASK]

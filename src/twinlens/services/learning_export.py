@@ -154,11 +154,13 @@ def _row(plugin: Plugin, item: Correction, blobs: BlobStore, staging: Path, summ
     if not item.labels:
         summary.skipped_no_labels += 1
         return None
-    if item.job.id in exclude or reserved_for_holdout(item.job.id, exclude_fraction):
-        summary.skipped_held_out += 1
-        return None
+    # Purged before held out: every job whose inputs are gone is counted as such, whichever
+    # slice its id falls in (the holdout never had its inputs either).
     if item.purged:
         summary.skipped_purged += 1
+        return None
+    if item.job.id in exclude or reserved_for_holdout(item.job.id, exclude_fraction):
+        summary.skipped_held_out += 1
         return None
     try:
         raw = item.raw_input(blobs)

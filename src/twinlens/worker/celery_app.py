@@ -71,25 +71,28 @@ def make_celery(settings: Settings) -> Celery:
 
 
 def _register_tasks(app: Celery, settings: Settings) -> None:
-    @app.task(name=PREDICT_TASK)
+    # shared=False: a task is this app's alone. Celery's default shares a task with every
+    # app made later, so a second app in one process (other settings) got the first one's
+    # time limits.
+    @app.task(name=PREDICT_TASK, shared=False)
     def predict(job_ids: list[str]) -> dict[str, int]:
         return tasks.run_predict_jobs(job_ids)
 
     # A bulk batch, one slice (at most half the task limit) per message: see batch_tasks.py.
-    @app.task(name=BATCH_TASK)
+    @app.task(name=BATCH_TASK, shared=False)
     def score_batch(batch_id: str) -> dict:
         return batch_tasks.run_batch(batch_id)
 
     # Similar-case search on the predict queues: embed a query, build a FAISS index (search_tasks.py).
-    @app.task(name=EMBED_QUERY_TASK)
+    @app.task(name=EMBED_QUERY_TASK, shared=False)
     def embed_query(query_id: str) -> str | None:
         return search_tasks.embed_query(query_id)
 
-    @app.task(name=BUILD_INDEXES_TASK)
+    @app.task(name=BUILD_INDEXES_TASK, shared=False)
     def build_search_index(scope_key: str) -> int:
         return search_tasks.build_scope_index(scope_key)
 
-    @app.task(name=WEBHOOK_TASK)
+    @app.task(name=WEBHOOK_TASK, shared=False)
     def deliver_webhook(delivery_id: str) -> str | None:
         return tasks.deliver_webhook(delivery_id)
 
@@ -98,7 +101,7 @@ def _register_tasks(app: Celery, settings: Settings) -> None:
     # Training takes hours, not seconds: its own limits (below the visibility timeout too).
     # The soft limit raises inside the run, which then records that it ran out of time.
     training_limit = settings.training_time_limit_seconds
-    @app.task(name=TRAIN_TASK, time_limit=training_limit, soft_time_limit=training_limit * 0.95)
+    @app.task(name=TRAIN_TASK, shared=False, time_limit=training_limit, soft_time_limit=training_limit * 0.95)
     def train(run_id: str) -> str | None:
         return tasks.run_training(run_id)
 

@@ -35,6 +35,6 @@ def sweep_connectors(context: WorkerContext | None = None) -> dict[str, int]:
 def register(app: Celery) -> None:
     """The Celery task (celery_app.py calls this)."""
 
-    @app.task(name=CONNECTOR_TASK)
+    @app.task(name=CONNECTOR_TASK, shared=False)
     def connector_step(row_id: str, step: str) -> str | None:
         return run_connector_step(row_id, step)

@@ -168,7 +168,7 @@ class InProcessWorker:
             with self.context.db.session() as session:
                 active = [(m.id, m.bundle_path, m.version) for m in active_models(session)]
             for model_id, path, version in active:
-                self.context.models.get(model_id, path, version)
+                self.context.models.preload(model_id, path, version)
         except Exception:
             log.exception("preloading models failed; they load on first use")
 

@@ -36,6 +36,18 @@ class ModelCache:
                 self._names.pop(evicted, None)
         return predictor
 
+    def preload(self, model_version_id: uuid.UUID, bundle_path: str, expected_version: str) -> bool:
+        """Load a model ahead of its first job if there is room; never evicts one: with more
+        active models than `capacity`, preloading them all would reload the evicted ones at
+        every look, forever. True when the model is loaded."""
+        with self._lock:
+            if model_version_id in self._models:
+                return True
+            if len(self._models) >= self.capacity:
+                return False
+        self.get(model_version_id, bundle_path, expected_version)
+        return True
+
     def _load(self, bundle_path: str, expected_version: str) -> Any:
         from twinlens.engine.predictor import Predictor  # torch: only where models run
 

@@ -108,13 +108,13 @@ class Settings(BaseSettings):
     explain: Literal["review", "requested", "all"] = "review"
     # Integrated-gradients steps per text field and head (more: smoother, slower).
     explain_steps: int = Field(16, ge=2, le=256)
-    # Zero-shot answers (a plugin with label descriptions and no active model): generated
-    # samples each head's temperature is fitted on, once per plugin version (cached under
-    # data_dir/zero-shot); 0 keeps the fixed tempering. A local CLIP-style model folder
-    # adds the photo as evidence (docs/explanations.md, "Zero-shot in the service").
-    # false: no zero-shot answers; such jobs get 409 until a trained model is active (a
-    # deployment that wants no answer from a model never trained on its labelled cases).
+    # Zero-shot answers (a plugin with label descriptions and no active model); false: none,
+    # such jobs get 409 until a trained model is active (a deployment that wants no answer
+    # from a model never trained on its labelled cases).
     zero_shot: bool = True
+    # Generated samples each zero-shot head's temperature is fitted on, once per plugin
+    # version (cached under data_dir/zero-shot); 0 keeps the fixed tempering. A local
+    # CLIP-style model folder adds the photo as evidence (docs/explanations.md).
     zero_shot_calibration_rows: int = Field(60, ge=0, le=5000)
     zero_shot_clip_model: str | None = None
     # -- bulk scoring batches (POST /v1/plugins/{name}/batches, docs/bulk.md) ----------------

@@ -130,7 +130,7 @@ def export_network_folder(folder: Path, *, quantize: str | None, exporter: str, 
     parity = {"fp32_max_abs_diff": fp32_diff}
     quantization = None
     if quantize == "int8":
-        calibration = [parity_check_inputs(model, pre, 8, seed=10 + n)[0] for n in range(CALIBRATION_ROWS // 8)]
+        calibration = [example_feeds(model, pre, 8, seed=10 + n) for n in range(CALIBRATION_ROWS // 8)]
         quantization = quantize_int8(folder / FP32_NAME, folder / INT8_NAME, calibration)
         graphs["int8"] = INT8_NAME
         parity["int8_max_abs_diff"] = max_abs_diff(reference, run_graph(folder / INT8_NAME, feeds))
@@ -145,14 +145,19 @@ def export_network_folder(folder: Path, *, quantize: str | None, exporter: str, 
 # -- the graph ------------------------------------------------------------------------------
 
 
-def parity_check_inputs(model: Any, pre: Preprocessor, rows: int = 8, *, seed: int = 1) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
-    """Generated feeds of other sizes than the export example (batch, sequence lengths,
-    n-gram widths, variants: each modality masked, then the rows again), and the torch
-    model's logits on them."""
+def parity_check_inputs(model: Any, pre: Preprocessor, rows: int = 8) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    """Generated feeds of other sizes than the export example, and the torch model's
+    logits on them."""
+    feeds = example_feeds(model, pre, rows, seed=1)
+    return feeds, torch_logits(model, feeds)
+
+
+def example_feeds(model: Any, pre: Preprocessor, rows: int, *, seed: int) -> dict[str, np.ndarray]:
+    """Graph feeds of `rows` generated samples (batch, sequence lengths, n-gram widths,
+    variants: each modality masked, then the rows again): parity checks and calibration."""
     batch = collate(pre.encode_many(example_samples(model.spec, rows, seed=seed)), pre)
     present = batch_present(model.spec, batch)
-    feeds = feeds_from_batch(model.spec, batch, np.concatenate([present_variants(present), present[None]]))
-    return feeds, torch_logits(model, feeds)
+    return feeds_from_batch(model.spec, batch, np.concatenate([present_variants(present), present[None]]))
 
 
 def export_model(model: Any, pre: Preprocessor, path: Path, *, exporter: str = "auto",

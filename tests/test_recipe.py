@@ -208,7 +208,7 @@ def test_selection_weighs_the_network_only_where_it_has_held_out_outputs():
     on the other rows; the mixture stays defined there and the ensemble starts from a
     member that covers every row."""
     from twinlens.engine.ensemble import ZeroShotMember
-    from twinlens.engine.recipe import SelectionRows, _select, cross_fit_folds, fit_linear
+    from twinlens.engine.recipe import SelectionRows, _ensemble_option, _select, cross_fit_folds, fit_linear
 
     rows = _run_rows(_grouped_texts())
     folds = cross_fit_folds(rows, seed=0)
@@ -221,12 +221,51 @@ def test_selection_weighs_the_network_only_where_it_has_held_out_outputs():
     where = SelectionRows.of([words, partial], rows.view)
     assert where.starters == [0]
     assert not where.sees[np.setdiff1d(np.arange(len(rows)), rows.val), 1].any()
-    shipped = _select(rows, [words, partial], seed=0)
-    for task_report in (shipped.report, shipped.selection_report):
+    ensemble = _ensemble_option(rows, [words, partial], seed=0)
+    for task_report in (ensemble.report, ensemble.selection_report):
         assert np.isfinite(task_report["mean"]["score"])
     # Perfect where it answers, so it earns weight; the start member answers the rest.
-    assert shipped.name == "ensemble" and [c.name for c in shipped.members] == ["tfidf-words-text", "network"]
-    assert shipped.report["mean"]["score"] >= words.report["mean"]["score"]
+    assert [c.name for c in ensemble.members] == ["tfidf-words-text", "network"]
+    assert ensemble.covers.all()
+    assert ensemble.report["mean"]["score"] >= words.report["mean"]["score"]
+    # Its lead over the words is far beyond the noise, and nothing ties it: it ships alone.
+    shipped = _select(rows, [words, partial], seed=0)
+    assert shipped.name == "network", shipped.reason
+
+
+def test_a_lead_within_the_noise_across_groups_ships_the_simpler_model():
+    """A network that agrees with the word baseline except on three validation rows (two it
+    gets right, one it gets wrong) leads by a hair on a few groups: the baseline ships, and says why. Make
+    the lead broad (right on most rows the words get wrong) and the network ships."""
+    from twinlens.engine.ensemble import ZeroShotMember
+    from twinlens.engine.recipe import _select, cross_fit_folds, fit_linear, lead_noise
+
+    rows = _run_rows(_grouped_texts(per_group=40))
+    words = fit_linear("tfidf-words-text", ["text"], False, rows, cross_fit_folds(rows, seed=0), ("words",))
+    truth = rows.view.targets["kind"].astype(int)
+    wrong = np.flatnonzero(words.outputs["kind"][rows.val].argmax(1) != truth[rows.val])
+    assert len(wrong) >= 4, "the words must leave some validation rows wrong for this test to mean anything"
+
+    right = np.setdiff1d(np.arange(len(rows.val)), wrong)
+
+    def network_fixing(count: int, breaking: int = 0):
+        outputs = words.outputs["kind"][rows.val].copy()
+        for row in wrong[:count]:
+            outputs[row] = np.eye(2, dtype=np.float32)[truth[rows.val][row]] * 0.9 + 0.05
+        for row in right[-breaking:] if breaking else []:
+            outputs[row] = np.eye(2, dtype=np.float32)[1 - truth[rows.val][row]] * 0.9 + 0.05
+        return rows.candidate("network", ZeroShotMember("stand-in", rows.schema, ["text"]),
+                              rows.spread({"kind": outputs}, rows.val), rows.covering(rows.val), 0.0)
+
+    narrow = network_fixing(2, breaking=1)  # a net lead of one row, won and lost on different rows
+    assert narrow.score > words.score
+    noise = lead_noise(rows.schema, narrow.outputs, words.outputs, rows.view, rows.val, seed=0)
+    assert narrow.score - words.score < noise
+    shipped = _select(rows, [words, narrow], seed=0)
+    assert shipped.name == "tfidf-words-text" and "within the standard error" in shipped.reason, shipped.reason
+
+    broad = network_fixing(len(wrong))
+    assert _select(rows, [words, broad], seed=0).name in ("network", "ensemble")
 
 
 def test_a_regression_head_mixes_linear_and_network_members():

@@ -54,7 +54,9 @@ def run_once(root: Path, name: str, seed: int, work: Path) -> dict:
     twinlens("evaluate", "--model", str(model), "--data", str(root / name / "test.jsonl"), "--json", str(report_file), *flags)
     report = json.loads(report_file.read_text())
     config = json.loads((model / "config.json").read_text())
-    return {"seconds": seconds, "report": report, "shipped": config.get("shipped"), "reason": config.get("shipped_reason")}
+    spent = {name: item.get("seconds") for name, item in config.get("metrics", {}).get("candidates", {}).items()}
+    return {"seconds": seconds, "report": report, "shipped": config.get("shipped"), "reason": config.get("shipped_reason"),
+            "candidate_seconds": spent}
 
 
 def head_metrics(report: dict) -> dict[str, float]:
@@ -84,6 +86,7 @@ def print_set(name: str, runs: list[dict]) -> None:
     print(f"{'train wall time (s)':<34}{spread(times):>20}   (max {max(times):.0f} s)")
     for run in runs:
         print(f"  seed: ships {run['shipped']}: {run['reason']}")
+        print("        seconds per candidate: " + ", ".join(f"{k} {v}" for k, v in run["candidate_seconds"].items()))
 
 
 def main() -> None:

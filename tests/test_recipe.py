@@ -228,15 +228,17 @@ def test_selection_weighs_the_network_only_where_it_has_held_out_outputs():
     assert [c.name for c in ensemble.members] == ["tfidf-words-text", "network"]
     assert ensemble.covers.all()
     assert ensemble.report["mean"]["score"] >= words.report["mean"]["score"]
-    # Its lead over the words is far beyond the noise, and nothing ties it: it ships alone.
+    # What ships answers every row: the mixture, or the network alone only if it leads it
+    # by more than the noise (on 30 validation rows it does not).
     shipped = _select(rows, [words, partial], seed=0)
-    assert shipped.name == "network", shipped.reason
+    assert shipped.name == "ensemble", shipped.reason
 
 
-def test_a_lead_within_the_noise_across_groups_ships_the_simpler_model():
+def test_a_lead_within_the_noise_across_groups_does_not_ship_a_candidate_alone():
     """A network that agrees with the word baseline except on three validation rows (two it
-    gets right, one it gets wrong) leads by a hair on a few groups: the baseline ships, and says why. Make
-    the lead broad (right on most rows the words get wrong) and the network ships."""
+    gets right, one it gets wrong) leads by less than the noise on a few groups: it does not
+    ship alone, the ensemble that hedges it does. Make the lead broad (right on every
+    row the words get wrong) and what ships is the network, or a mixture it dominates."""
     from twinlens.engine.ensemble import ZeroShotMember
     from twinlens.engine.recipe import _select, cross_fit_folds, fit_linear, lead_noise
 
@@ -245,7 +247,6 @@ def test_a_lead_within_the_noise_across_groups_ships_the_simpler_model():
     truth = rows.view.targets["kind"].astype(int)
     wrong = np.flatnonzero(words.outputs["kind"][rows.val].argmax(1) != truth[rows.val])
     assert len(wrong) >= 4, "the words must leave some validation rows wrong for this test to mean anything"
-
     right = np.setdiff1d(np.arange(len(rows.val)), wrong)
 
     def network_fixing(count: int, breaking: int = 0):
@@ -262,10 +263,12 @@ def test_a_lead_within_the_noise_across_groups_ships_the_simpler_model():
     noise = lead_noise(rows.schema, narrow.outputs, words.outputs, rows.view, rows.val, seed=0)
     assert narrow.score - words.score < noise
     shipped = _select(rows, [words, narrow], seed=0)
-    assert shipped.name == "tfidf-words-text" and "within the standard error" in shipped.reason, shipped.reason
+    assert shipped.name == "ensemble", shipped.reason
+    assert [c.name for c in shipped.members] == ["tfidf-words-text", "network"]
 
-    broad = network_fixing(len(wrong))
-    assert _select(rows, [words, broad], seed=0).name in ("network", "ensemble")
+    broad = _select(rows, [words, network_fixing(len(wrong))], seed=0)
+    weight = dict(zip([c.name for c in broad.members], broad.weights)).get("network", 0.0)
+    assert weight >= 0.75, broad.reason  # the network alone, or a mixture it dominates
 
 
 def test_a_regression_head_mixes_linear_and_network_members():

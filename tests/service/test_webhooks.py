@@ -117,7 +117,9 @@ def test_delivery_gives_up_after_max_attempts(live, monkeypatch):
     monkeypatch.setattr(live.settings, "webhook_max_attempts", 3)
     with live.client(live.new_tenant_key()) as client, receiver([500]) as hook:
         job = client.post("/v1/plugins/generic/jobs", json={"inputs": {"text": "never lands"}, "webhook_url": hook.url}).json()
-        (delivery,) = _deliveries(client, job["id"], "failed")
+        # Three attempts 2 s and about 4 s apart (with jitter) after the worker's answer; the
+        # wait is generous because on a loaded 2-core CI machine the answer itself can be slow.
+        (delivery,) = _deliveries(client, job["id"], "failed", timeout=90.0)
     assert delivery["attempts"] == 3 and len(hook.requests) == 3
     assert delivery["delivered_at"] is None and delivery["next_attempt_at"] is None
     assert [a["status_code"] for a in delivery["attempt_log"]] == [500, 500, 500]

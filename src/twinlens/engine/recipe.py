@@ -374,7 +374,7 @@ def fit_linear(name: str, fields: list[str], use_image: bool, rows: RunRows, fol
     _, chosen_C, temperatures, outputs = best
     member, features = _featurise(name, schema, fields, use_image, view, analysers)
     member.heads, member.temperatures = _fit_heads(schema, features, view, chosen_C, balanced), temperatures
-    notes = {"C": chosen_C, "folds": len(folds), "features": int(features.shape[1])}
+    notes = {"C": chosen_C, "folds": len(folds)}
     return rows.candidate(name, member, rows.spread(outputs, np.flatnonzero(covers)), covers, time.monotonic() - started, notes)
 
 
@@ -592,6 +592,13 @@ class SelectionRows:
         return cls(np.flatnonzero(union), sees, covers, starters)
 
 
+def group_rows(view: CaseView, rows: np.ndarray) -> list[np.ndarray]:
+    """`rows` split by the case's group (event, patient); a row without one is its own."""
+    groups = np.array([str(g) if (g := view.samples[i].meta.get("group")) is not None else f"row-{i}" for i in rows], dtype=object)
+    units = np.unique(groups, return_inverse=True)[1]
+    return [rows[units == u] for u in range(units.max() + 1)]
+
+
 def bagged_weights(schema: LabelSchema, candidates: list[Candidate], view: CaseView, where: SelectionRows, seed: int,
                    bags: int = BAGS) -> np.ndarray:
     """Greedy selection on bootstrap resamples of the selection rows, weights averaged.
@@ -601,9 +608,7 @@ def bagged_weights(schema: LabelSchema, candidates: list[Candidate], view: CaseV
     (events, patients) where the data has them asks which members help across the
     groups, not on the ones that happen to be there."""
     rng = np.random.default_rng(seed)
-    groups = [view.samples[i].meta.get("group") for i in where.rows]
-    units = np.unique(np.array([g if g is not None else f"row-{i}" for i, g in enumerate(groups)], dtype=object), return_inverse=True)[1]
-    members = [where.rows[units == u] for u in range(units.max() + 1)]
+    members = group_rows(view, where.rows)
     total = np.zeros(len(candidates))
     for _ in range(bags):
         picked = rng.integers(0, len(members), len(members))
@@ -796,9 +801,7 @@ def lead_noise(schema: LabelSchema, ahead: dict[str, np.ndarray], behind: dict[s
     moves when other groups of the same kind had been drawn. Rows without a group are
     their own group."""
     rng = np.random.default_rng(seed)
-    groups = np.array([view.samples[i].meta.get("group") or f"row-{i}" for i in rows], dtype=object)
-    units = np.unique(groups.astype(str), return_inverse=True)[1]
-    members = [rows[units == u] for u in range(units.max() + 1)]
+    members = group_rows(view, rows)
     leads = []
     for _ in range(resamples):
         picked = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])

@@ -391,7 +391,11 @@ def _decoded(data: bytes) -> str:
 class Haystack:
     """Text to search for planted strings: case-insensitively, also as JSON escapes them
     (SQLAlchemy writes JSON with \\uXXXX), and a number only as a whole number: "01103"
-    is not in a probability "0.0110337", nor "4471" in a word weight rounded to "0.4471"."""
+    is not in a probability "0.0110337", nor "4471" in a word weight rounded to "0.4471",
+    nor in a hexadecimal identifier "9f01103c-..." (job ids and digests are random hex, so
+    any five digits turn up in one now and then)."""
+
+    HEX_ID_DIGITS = 32  # a UUID's hex digits; digests are longer
 
     def __init__(self, text: str):
         self.folded = text.casefold()
@@ -405,7 +409,7 @@ class Haystack:
             end = start + len(form)
             clear_before = not (form[0].isdigit() and self._number_ends_at(start))
             clear_after = not (form[-1].isdigit() and self._number_starts_at(end))
-            if clear_before and clear_after:
+            if clear_before and clear_after and not (form.isdigit() and self._inside_hex_id(start, end)):
                 return True
             start = self.folded.find(form, start + 1)
         return False
@@ -414,6 +418,14 @@ class Haystack:
         """A digit, or a decimal point after one, just before `index`."""
         before = self.folded[max(0, index - 2):index]
         return before[-1:].isdigit() or (len(before) == 2 and before[1] == "." and before[0].isdigit())
+
+    def _inside_hex_id(self, start: int, end: int) -> bool:
+        hex_chars = set("0123456789abcdef-")
+        while start > 0 and self.folded[start - 1] in hex_chars:
+            start -= 1
+        while end < len(self.folded) and self.folded[end] in hex_chars:
+            end += 1
+        return sum(c != "-" for c in self.folded[start:end]) >= self.HEX_ID_DIGITS
 
     def _number_starts_at(self, index: int) -> bool:
         """A digit, or a decimal point before one, at `index`."""

@@ -152,10 +152,13 @@ def test_a_job_that_always_kills_its_worker_fails_after_max_attempts(fleet, tmp_
         fleet.supervise(queues)
         _wait_all_finished(fleet, [poison, *innocent], timeout=240)
         failed = client.get(f"/v1/jobs/{poison}").json()
-        statuses = [client.get(f"/v1/jobs/{job_id}").json()["status"] for job_id in innocent]
+        answers = [client.get(f"/v1/jobs/{job_id}").json() for job_id in innocent]
     assert failed["status"] == "failed"
     assert "gave up after 3 attempts" in failed["error"]["reason"]
-    assert statuses == ["succeeded"] * 4, "only the poison job fails"
+    # Should an innocent job fail, the message says why and how often it was claimed.
+    why = [(a["status"], a.get("error"), _sql(fleet, "SELECT claimed_by, attempts FROM jobs WHERE id = %s", (a["id"],)))
+           for a in answers]
+    assert [a["status"] for a in answers] == ["succeeded"] * 4, ("only the poison job fails", why)
     assert fleet.restarts >= 3
 
 

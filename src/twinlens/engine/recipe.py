@@ -517,7 +517,8 @@ def network_candidate(plugin: Plugin, fit: Dataset, val: Dataset, rows: RunRows,
     if len(spec.modalities) > 1:
         for modality in spec.modalities:
             views[modality] = _report(rows.schema, fitted.val_outputs([modality]), rows.val_view)
-    notes = {"epochs": len(fitted.history), "modalities": spec.modalities, "alone": views}
+    notes = {"epochs": len(fitted.history), "modalities": spec.modalities, "alone": views,
+             "train_rows": fitted.train_size, "train_rows_offered": len(fit.samples)}
     candidate = rows.candidate("network", member, rows.spread(fitted.val_outputs(), rows.val), rows.covering(rows.val),
                                time.monotonic() - started, notes)
     candidate.fitted = fitted

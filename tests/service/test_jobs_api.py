@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 
-from service_helpers import jpeg_bytes, png_bytes, problem, wait_finished
+from service_helpers import jpeg_bytes, paced, png_bytes, problem, wait_finished
 from sqlalchemy import func, select
 
 from twinlens.db.models import Feedback, Job, Result
@@ -25,13 +25,15 @@ def test_fifty_jobs_all_succeed_with_results_naming_the_model(live):
         ids = []
         for i in range(50):
             if i % 3 == 0:
-                response = client.post("/v1/plugins/generic/jobs", files={"image": ("x.png", png_bytes(seed=i), "image/png")},
-                                       data={"text": f"a small red square number {i}"})
+                send = lambda i=i: client.post("/v1/plugins/generic/jobs", files={"image": ("x.png", png_bytes(seed=i), "image/png")},  # noqa: E731
+                                               data={"text": f"a small red square number {i}"})
             elif i % 3 == 1:
-                response = client.post("/v1/plugins/generic/jobs", json={"inputs": {"text": f"big blue circle {i}"}})
+                send = lambda i=i: client.post("/v1/plugins/generic/jobs", json={"inputs": {"text": f"big blue circle {i}"}})  # noqa: E731
             else:
                 encoded = base64.b64encode(jpeg_bytes()).decode()
-                response = client.post("/v1/plugins/generic/jobs", json={"inputs": {"image": {"base64": encoded}}, "metadata": {"n": i}})
+                send = lambda i=i, encoded=encoded: client.post("/v1/plugins/generic/jobs",  # noqa: E731
+                                                                json={"inputs": {"image": {"base64": encoded}}, "metadata": {"n": i}})
+            response = paced(send)
             assert response.status_code == 202, response.text
             assert response.headers["location"] == f"/v1/jobs/{response.json()['id']}"
             ids.append(response.json()["id"])
@@ -223,7 +225,8 @@ def test_plugins_health_metrics_and_docs(live):
     with live.client() as client:
         plugins = client.get("/v1/plugins").json()["data"]
         generic = client.get("/v1/plugins/generic").json()
-        problem(client.get("/v1/plugins/no_such_plugin"), 404)
+        missing = client.get("/v1/plugins/no_such_plugin")
+        problem(missing, 404)
         assert client.get("/livez").json()["status"] == "ok"
         ready = client.get("/readyz")
         metrics = client.get("/metrics")
@@ -233,6 +236,10 @@ def test_plugins_health_metrics_and_docs(live):
         problem(client.patch("/v1/jobs"), 405)
     assert "generic" in {p["name"] for p in plugins}
     assert generic["input_schema"]["texts"][0]["name"] == "text"
+    # Every answer, a refusal too, says how long the service spent on it (Server-Timing).
+    for answer in (ready, metrics, missing):
+        name, duration = answer.headers["server-timing"].split(";dur=")
+        assert name == "app" and 0 < float(duration) < 60_000, answer.headers["server-timing"]
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"]["database"]["backend"] == ("postgresql" if live.backend == "postgresql" else "sqlite")
     assert ready.json()["checks"]["models"]["loaded"]

@@ -25,13 +25,13 @@ def test_fifty_jobs_all_succeed_with_results_naming_the_model(live):
         ids = []
         for i in range(50):
             if i % 3 == 0:
-                send = lambda i=i: client.post("/v1/plugins/generic/jobs", files={"image": ("x.png", png_bytes(seed=i), "image/png")},  # noqa: E731
+                send = lambda i=i: client.post("/v1/plugins/generic/jobs", files={"image": ("x.png", png_bytes(seed=i), "image/png")},
                                                data={"text": f"a small red square number {i}"})
             elif i % 3 == 1:
-                send = lambda i=i: client.post("/v1/plugins/generic/jobs", json={"inputs": {"text": f"big blue circle {i}"}})  # noqa: E731
+                send = lambda i=i: client.post("/v1/plugins/generic/jobs", json={"inputs": {"text": f"big blue circle {i}"}})
             else:
                 encoded = base64.b64encode(jpeg_bytes()).decode()
-                send = lambda i=i, encoded=encoded: client.post("/v1/plugins/generic/jobs",  # noqa: E731
+                send = lambda i=i, encoded=encoded: client.post("/v1/plugins/generic/jobs",
                                                                 json={"inputs": {"image": {"base64": encoded}}, "metadata": {"n": i}})
             response = paced(send)
             assert response.status_code == 202, response.text

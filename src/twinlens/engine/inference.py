@@ -142,7 +142,7 @@ def frozen_encoder_cache(model: FusionModel, pre: Preprocessor, encoded: list[En
         return None
     model.eval()
     # Rows of like length share a batch, so short texts are not padded to a long one's
-    # length (a third of the encoding time on tweets); the cache keeps the rows' order.
+    # length (encoding time grows with the padded length); the cache keeps the rows' order.
     order = torch.tensor(sorted(range(len(encoded)), key=lambda i: _token_count(encoded[i])), dtype=torch.long)
     parts: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {m: [] for m in frozen}
     for rows in batches(len(encoded), batch_size):

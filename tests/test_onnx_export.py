@@ -139,7 +139,10 @@ def test_int8_metric_drop_is_small(exported, capsys):
     drops = {name: fp32[name] - int8[name] for name in fp32}
     with capsys.disabled():
         print(f"\n[int8 vs fp32, {fusion}] " + ", ".join(f"{k}: fp32 {fp32[k]:.4f} int8 {int8[k]:.4f} drop {drops[k]:+.4f}" for k in fp32))
-    assert fp32["xor.macro_f1"] >= 0.75, fp32  # the network learnt XOR, so the comparison means something
+    # The network learnt XOR, so the comparison means something: on the rows with both
+    # inputs (a row missing one is a coin toss for XOR, so the whole set's figure sits near 0.75).
+    complete = _score(OnnxPredictor.from_bundle(bundle, precision="fp32"), [s for s in samples if s.has("image") and s.has("text")])
+    assert complete["xor.macro_f1"] >= 0.9, complete
     assert all(drop <= INT8_MAX_DROP for drop in drops.values()), drops
 
 

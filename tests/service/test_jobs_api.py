@@ -289,6 +289,14 @@ def test_a_nul_in_a_plugin_filter_is_a_422_and_a_fixed_path_is_not_read_as_an_id
     with live.client() as admin:
         for path in ("/v1/jobs", "/v1/models", "/v1/training-runs", "/v1/batches", "/v1/model-activations"):
             problem(admin.get(path, params={"plugin": "generic\x00"}), 422)
+        # Other text that reaches a query: a heatmap's head and image, the audit action, a
+        # search label, a connector's event filters (schemathesis found the heatmap's).
+        job = uuid.uuid4()
+        problem(admin.get(f"/v1/jobs/{job}/heatmap.png", params={"head": "fault\x00"}), 422)
+        problem(admin.get(f"/v1/jobs/{job}/heatmap.png", params={"head": "fault", "image": "lateral\x00"}), 422)
+        problem(admin.get("/v1/audit-events", params={"action": "job.delete\x00"}), 422)
+        problem(admin.get(f"/v1/jobs/{job}/similar", params={"label": "a\x00"}), 422)
+        problem(admin.get(f"/v1/connectors/{job}/events", params={"ticket_id": "1\x00"}), 422)
         assert admin.get("/v1/model-activations", params={"plugin": "generic"}).status_code == 200
         assert admin.get("/v1/training-runs/from-corrections").status_code == 405
         problem(admin.get(f"/v1/training-runs/{uuid.uuid4()}"), 404)

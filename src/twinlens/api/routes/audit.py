@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from twinlens.api.deps import AdminKeyDep, PageDep, SessionDep
+from twinlens.api.deps import PRINTABLE_PATTERN, AdminKeyDep, PageDep, SessionDep
 from twinlens.api.problems import problem_responses
 from twinlens.services import audit
 from twinlens.services.audit import AuditEventList
@@ -19,7 +19,7 @@ def list_audit_events(
     principal: AdminKeyDep,
     session: SessionDep,
     page: PageDep,
-    action: Annotated[str | None, Query(max_length=64, description="Only this action, e.g. job.delete")] = None,
+    action: Annotated[str | None, Query(max_length=64, pattern=PRINTABLE_PATTERN, description="Only this action, e.g. job.delete")] = None,
     since: Annotated[str | None, Query(max_length=64, description="From this time on (inclusive): ISO 8601 with a time zone",
                                        json_schema_extra={"format": "date-time"})] = None,
     until: Annotated[str | None, Query(max_length=64, description="Before this time (exclusive): ISO 8601 with a time zone",

@@ -110,8 +110,8 @@ def delete_connector(connector_id: uuid.UUID, principal: AdminKeyDep, session: S
             summary="The connector's event log, newest first: intakes and every call made for each ticket (admin)")
 def list_connector_events(
     connector_id: uuid.UUID, principal: AdminKeyDep, session: SessionDep, page: PageDep,
-    ticket_id: Annotated[str | None, Query(max_length=100, description="One ticket's events")] = None,
-    kind: Annotated[str | None, Query(max_length=32, description="intake, duplicate, ignored, call, attachment, job, "
+    ticket_id: Annotated[str | None, Query(max_length=100, pattern=PRINTABLE, description="One ticket's events")] = None,
+    kind: Annotated[str | None, Query(max_length=32, pattern=PRINTABLE, description="intake, duplicate, ignored, call, attachment, job, "
                                                                  "write_back, skipped or failed")] = None,
 ) -> ConnectorEventList:
     rows, next_cursor = connectors.list_events(session, principal, connector_id, page, ticket_id=ticket_id, kind=kind)

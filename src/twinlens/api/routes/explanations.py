@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from twinlens.api.deps import ApiKeyDep, BlobsDep, SessionDep
+from twinlens.api.deps import PRINTABLE_PATTERN, ApiKeyDep, BlobsDep, SessionDep
 from twinlens.api.problems import problem_responses
 from twinlens.services import explanations
 from twinlens.services.views import ExplanationView
@@ -33,8 +33,8 @@ def get_explanation(job_id: uuid.UUID, principal: ApiKeyDep, session: SessionDep
 )
 def get_heatmap(
     job_id: uuid.UUID, principal: ApiKeyDep, session: SessionDep, blobs: BlobsDep,
-    head: Annotated[str, Query(min_length=1, max_length=100, description="The head (task) whose heatmap to draw")],
-    image: Annotated[str | None, Query(min_length=1, max_length=100, description=(
+    head: Annotated[str, Query(min_length=1, max_length=100, pattern=PRINTABLE_PATTERN, description="The head (task) whose heatmap to draw")],
+    image: Annotated[str | None, Query(min_length=1, max_length=100, pattern=PRINTABLE_PATTERN, description=(
         "A job of several images: which one (its view, e.g. lateral, or \"image 2\"); default: the image "
         "that mattered most"))] = None,
 ) -> Response:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from twinlens.api.deps import AdminKeyDep, ApiKeyDep, DatabaseDep, PluginDep, SessionDep, SettingsDep
+from twinlens.api.deps import PRINTABLE_PATTERN, AdminKeyDep, ApiKeyDep, DatabaseDep, PluginDep, SessionDep, SettingsDep
 from twinlens.api.problems import problem_responses
 from twinlens.api.schemas import AlignmentCreate, SearchCreate
 from twinlens.services import alignment, search
@@ -28,7 +28,7 @@ def similar_cases(
     session: SessionDep,
     settings: SettingsDep,
     k: Annotated[int, Query(ge=1, le=1000, description="How many cases (capped by the server)")] = 10,
-    label: Annotated[str | None, Query(min_length=1, max_length=200, description="Only cases with this label")] = None,
+    label: Annotated[str | None, Query(min_length=1, max_length=200, pattern=PRINTABLE_PATTERN, description="Only cases with this label")] = None,
     corrected_only: Annotated[bool, Query(description="Only cases a reviewer corrected")] = False,
 ) -> SimilarCases:
     return search.similar_cases(session, principal, job_id, k, settings, SearchFilters(label=label, corrected_only=corrected_only))

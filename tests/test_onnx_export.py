@@ -134,14 +134,15 @@ def _score(predictor, samples) -> dict[str, float]:
 def test_int8_metric_drop_is_small(exported, capsys):
     fusion, _, bundle = exported
     samples = held_out()
-    fp32 = _score(OnnxPredictor.from_bundle(bundle, precision="fp32"), samples)
+    fp32_predictor = OnnxPredictor.from_bundle(bundle, precision="fp32")
+    fp32 = _score(fp32_predictor, samples)
     int8 = _score(OnnxPredictor.from_bundle(bundle, precision="int8"), samples)
     drops = {name: fp32[name] - int8[name] for name in fp32}
     with capsys.disabled():
         print(f"\n[int8 vs fp32, {fusion}] " + ", ".join(f"{k}: fp32 {fp32[k]:.4f} int8 {int8[k]:.4f} drop {drops[k]:+.4f}" for k in fp32))
     # The network learnt XOR, so the comparison means something: on the rows with both
     # inputs (a row missing one is a coin toss for XOR, so the whole set's figure sits near 0.75).
-    complete = _score(OnnxPredictor.from_bundle(bundle, precision="fp32"), [s for s in samples if s.has("image") and s.has("text")])
+    complete = _score(fp32_predictor, [s for s in samples if s.has("image") and s.has("text")])
     assert complete["xor.macro_f1"] >= 0.9, complete
     assert all(drop <= INT8_MAX_DROP for drop in drops.values()), drops
 

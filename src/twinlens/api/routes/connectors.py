@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from twinlens.api.deps import (
+    PRINTABLE_PATTERN,
     AdminKeyDep,
     PageDep,
     SecretBoxDep,
@@ -34,27 +35,26 @@ intake_router = APIRouter(prefix="/v1")
 
 # Printable text only: names and mappings end up in tags, fields and the database, where a
 # control character (NUL above all) has no place.
-PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
-Short = Annotated[str, StringConstraints(max_length=200, pattern=PRINTABLE)]
+Short = Annotated[str, StringConstraints(max_length=200, pattern=PRINTABLE_PATTERN)]
 CredentialName = Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=r"^[a-z][a-z0-9_]*$")]
-Secret = Annotated[str, StringConstraints(max_length=4000, pattern=PRINTABLE)]
+Secret = Annotated[str, StringConstraints(max_length=4000, pattern=PRINTABLE_PATTERN)]
 
 
 class ConnectorChange(BaseModel):
     """A connector's settings; on PATCH every field is optional and only those given change."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, min_length=1, max_length=100, pattern=PRINTABLE)
-    base_url: str | None = Field(None, max_length=500, pattern=PRINTABLE, description="e.g. https://acme.zendesk.com or https://acme.freshdesk.com")
-    plugin: str | None = Field(None, max_length=100, pattern=PRINTABLE, description="The plugin whose model decides, e.g. support_ticket")
+    name: str | None = Field(None, min_length=1, max_length=100, pattern=PRINTABLE_PATTERN)
+    base_url: str | None = Field(None, max_length=500, pattern=PRINTABLE_PATTERN, description="e.g. https://acme.zendesk.com or https://acme.freshdesk.com")
+    plugin: str | None = Field(None, max_length=100, pattern=PRINTABLE_PATTERN, description="The plugin whose model decides, e.g. support_ticket")
     credentials: dict[CredentialName, Secret] | None = Field(
         None, description="Write-only. Zendesk: webhook_secret (the webhook's signing secret) and email + api_token or "
                           "oauth_token; Freshdesk: api_key and webhook_secret (the secret the automation rule sends). "
                           "On PATCH the names given replace the stored ones; an empty value removes one.")
     fields: dict[Short, Short] | None = Field(None, description="Decision key -> helpdesk field, e.g. {\"fault\": \"360001\"}")
-    tag_prefix: str | None = Field(None, max_length=50, pattern=PRINTABLE)
-    review_tag: str | None = Field(None, max_length=100, pattern=PRINTABLE, description="Added when the decision needs review; empty: none")
-    review_group: str | None = Field(None, max_length=100, pattern=PRINTABLE, description="The group a ticket that needs review moves to")
+    tag_prefix: str | None = Field(None, max_length=50, pattern=PRINTABLE_PATTERN)
+    review_tag: str | None = Field(None, max_length=100, pattern=PRINTABLE_PATTERN, description="Added when the decision needs review; empty: none")
+    review_group: str | None = Field(None, max_length=100, pattern=PRINTABLE_PATTERN, description="The group a ticket that needs review moves to")
     attachment_hosts: list[Short] | None = Field(None, max_length=20,
                                                  description="Hosts besides the helpdesk's own that attachments may come from")
     write_back: bool | None = None
@@ -62,10 +62,10 @@ class ConnectorChange(BaseModel):
 
 
 class ConnectorCreate(ConnectorChange):
-    kind: str = Field(max_length=50, pattern=PRINTABLE, description="zendesk, freshdesk, or an installed connector's name")
-    name: str = Field(min_length=1, max_length=100, pattern=PRINTABLE)
-    base_url: str = Field(max_length=500, pattern=PRINTABLE)
-    plugin: str = Field(max_length=100, pattern=PRINTABLE)
+    kind: str = Field(max_length=50, pattern=PRINTABLE_PATTERN, description="zendesk, freshdesk, or an installed connector's name")
+    name: str = Field(min_length=1, max_length=100, pattern=PRINTABLE_PATTERN)
+    base_url: str = Field(max_length=500, pattern=PRINTABLE_PATTERN)
+    plugin: str = Field(max_length=100, pattern=PRINTABLE_PATTERN)
     credentials: dict[CredentialName, Secret]
 
 
@@ -110,8 +110,8 @@ def delete_connector(connector_id: uuid.UUID, principal: AdminKeyDep, session: S
             summary="The connector's event log, newest first: intakes and every call made for each ticket (admin)")
 def list_connector_events(
     connector_id: uuid.UUID, principal: AdminKeyDep, session: SessionDep, page: PageDep,
-    ticket_id: Annotated[str | None, Query(max_length=100, pattern=PRINTABLE, description="One ticket's events")] = None,
-    kind: Annotated[str | None, Query(max_length=32, pattern=PRINTABLE, description="intake, duplicate, ignored, call, attachment, job, "
+    ticket_id: Annotated[str | None, Query(max_length=100, pattern=PRINTABLE_PATTERN, description="One ticket's events")] = None,
+    kind: Annotated[str | None, Query(max_length=32, pattern=PRINTABLE_PATTERN, description="intake, duplicate, ignored, call, attachment, job, "
                                                                  "write_back, skipped or failed")] = None,
 ) -> ConnectorEventList:
     rows, next_cursor = connectors.list_events(session, principal, connector_id, page, ticket_id=ticket_id, kind=kind)

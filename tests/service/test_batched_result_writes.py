@@ -3,12 +3,15 @@ each in its own savepoint: a result that cannot be stored fails only its own job
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from contextlib import ExitStack
 
 import pytest
 from service_db import fresh_database
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 
 from twinlens import queue
 from twinlens.blobs import LocalBlobStore
@@ -73,16 +76,16 @@ def test_one_commit_for_the_batch_and_an_unstorable_result_fails_alone(ctx, monk
     monkeypatch.setattr(execution, "complete_job", complete_job)
     commits: list[int] = []
     finishing: list[int] = []
-    finish_batch = pipeline.finish_batch
+    write_batch = pipeline.write_batch
 
-    def counted_finish(*args, **kwargs):
+    def counted_write(*args, **kwargs):
         before = len(commits)
         try:
-            return finish_batch(*args, **kwargs)
+            return write_batch(*args, **kwargs)
         finally:
             finishing.append(len(commits) - before)
 
-    monkeypatch.setattr(pipeline, "finish_batch", counted_finish)
+    monkeypatch.setattr(pipeline, "write_batch", counted_write)
 
     def on_commit(connection) -> None:
         commits.append(1)
@@ -101,3 +104,48 @@ def test_one_commit_for_the_batch_and_an_unstorable_result_fails_alone(ctx, monk
         assert all(stored[job_id].result is not None for job_id in ids if job_id != doomed)
     # The batch's results, then the failed job's own write: not one commit per job.
     assert finishing == [2], finishing
+
+
+def test_results_are_written_beside_the_next_batch_and_all_stored_when_the_task_returns(tmp_path, generic_bundle, monkeypatch):
+    """The model never waits for the database: batch k's results are written on the writer
+    thread while batch k+1 is predicted, and the task returns only once every one is stored."""
+    with fresh_database() as url:
+        for ctx in _context(tmp_path, generic_bundle, url):
+            ctx.settings.batch_max_size = 2
+            ids = [_submit(ctx, f"a small red square {i}") for i in range(6)]
+            threads: dict[str, set[str]] = {"predict": set(), "write": set()}
+            predict_batch, write_batch = pipeline.predict_batch, pipeline.write_batch
+
+            def predicting(batch):
+                threads["predict"].add(threading.current_thread().name)
+                return predict_batch(batch)
+
+            def writing(context, decided):
+                threads["write"].add(threading.current_thread().name)
+                time.sleep(0.2)  # a slow database: the task must still wait for the last write
+                return write_batch(context, decided)
+
+            monkeypatch.setattr(pipeline, "predict_batch", predicting)
+            monkeypatch.setattr(pipeline, "write_batch", writing)
+            counts = tasks.run_predict_jobs([str(ids[0])], ctx)  # one message; the rest is claimed two at a time
+            assert counts["succeeded"] == 6 and counts["batches"] == 3, counts
+            assert threads["predict"] == {threading.current_thread().name}
+            assert len(threads["write"]) == 1 and next(iter(threads["write"])).startswith("twinlens-write")
+            with ctx.db.session() as session:
+                assert {session.get(Job, job_id).status for job_id in ids} == {"succeeded"}
+
+
+def test_a_database_lost_during_a_write_fails_the_task_so_its_jobs_are_handed_back(tmp_path, generic_bundle, monkeypatch):
+    with fresh_database() as url:
+        for ctx in _context(tmp_path, generic_bundle, url):
+            ctx.settings.batch_max_size = 2
+            ids = [_submit(ctx, f"a small red square {i}") for i in range(4)]
+
+            def lost(context, decided):
+                raise OperationalError("UPDATE jobs", {}, Exception("server closed the connection unexpectedly"))
+
+            monkeypatch.setattr(pipeline, "write_batch", lost)
+            with pytest.raises(OperationalError):
+                tasks.run_predict_jobs([str(ids[0])], ctx)
+            with ctx.db.session() as session:  # nothing was written as finished; the sweep requeues them
+                assert {session.get(Job, job_id).status for job_id in ids} <= {"running", "queued"}

@@ -5,7 +5,9 @@ version until the batch holds `batch_max_size` or `batch_max_delay_ms` has passe
 database is the queue of record, so any worker may batch any waiting job; the messages
 of jobs batched elsewhere later find them finished and do nothing). While the model runs
 one batch, the next is claimed and prepared (decode, OCR, resize, tokenise) on CPU
-threads, for at most `batch_drain_seconds`, then the task returns.
+threads, for at most `batch_drain_seconds`, then the task returns. A batch's results are
+written on a thread of their own while the model runs the next batch (one write in flight
+at most; the task returns only once every result it took is written).
 
 A job on its second or later attempt may be what killed a worker, so it runs alone: an
 input that always kills its worker then fails only itself.
@@ -13,6 +15,7 @@ input that always kills its worker then fails only itself.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -65,6 +68,7 @@ class BatchRunner:
         self.counts = {"claimed": 0, "succeeded": 0, "failed": 0, "skipped": 0, "batches": 0}
         self._workers = _pool("prepare", self.settings.prepare_threads)
         self._stager = _pool("stage", 1)  # prepares the next batch while the model runs
+        self._writer = _pool("write", 1)  # writes the last batch's results while the model runs
 
     def run(self, claimed: list[ClaimedJob]) -> dict[str, int]:
         self._hold(claimed)
@@ -94,15 +98,24 @@ class BatchRunner:
         started = time.monotonic()
         deadline = started + self.settings.batch_drain_seconds
         staged: Future | None = self._stager.submit(self._prepare, plugin, predictor, batch)
+        writing: Future | None = None
         batches = self.counts["batches"]
-        while staged is not None:
-            prepared = staged.result()
-            staged = None
-            if not alone and not self.should_stop() and time.monotonic() < deadline:
-                more = self._claim_more(first.model_version_id, self.settings.batch_max_size)
-                if more:
-                    staged = self._stager.submit(self._prepare, plugin, predictor, more)
-            self._run_model(prepared)
+        try:
+            while staged is not None:
+                prepared = staged.result()
+                staged = None
+                if not alone and not self.should_stop() and time.monotonic() < deadline:
+                    more = self._claim_more(first.model_version_id, self.settings.batch_max_size)
+                    if more:
+                        staged = self._stager.submit(self._prepare, plugin, predictor, more)
+                decided = self._run_model(prepared)
+                previous, writing = writing, None
+                self._settle(previous)
+                writing = self._writer.submit(contextvars.copy_context().run, self._write, prepared, decided)
+        finally:
+            # Wait for the last write even when the loop failed: a job is let go of only once
+            # its result is stored (or its write has failed, which the sweep recovers).
+            self._settle(writing)
         log.info("model %s: %d batch(es) in %.2fs", first.model_version, self.counts["batches"] - batches, time.monotonic() - started)
 
     def _fill(self, group: list[ClaimedJob]) -> list[ClaimedJob]:
@@ -136,13 +149,21 @@ class BatchRunner:
                 batch.ready.append((job, *result))
         return batch
 
-    def _run_model(self, batch: PreparedBatch) -> None:
-        statuses = list(batch.statuses)
-        # One commit for the batch's results (each in its own savepoint), not one per job.
-        statuses += pipeline.finish_batch(self.ctx, batch.plugin, pipeline.predict_batch(batch), batch)
-        learning.shadow_later(self.ctx, batch.plugin, [job for job, _, _ in batch.ready])  # challengers, once written
+    def _run_model(self, batch: PreparedBatch) -> pipeline.DecidedBatch:
+        """The model's part of a batch (predictions, decisions, explanations), on this thread."""
         self.counts["batches"] += 1 if batch.ready else 0
-        self._count(statuses)
+        return pipeline.decide_batch(self.ctx, batch.plugin, pipeline.predict_batch(batch), batch)
+
+    def _write(self, batch: PreparedBatch, decided: pipeline.DecidedBatch) -> list[str]:
+        # One commit for the batch's results (each in its own savepoint), not one per job.
+        statuses = list(batch.statuses) + pipeline.write_batch(self.ctx, decided)
+        learning.shadow_later(self.ctx, batch.plugin, [job for job, _, _ in batch.ready])  # challengers, once written
+        return statuses
+
+    def _settle(self, writing: Future | None) -> None:
+        """Count a write's statuses; its error (a database that went away) is the task's."""
+        if writing is not None:
+            self._count(writing.result())
 
     def _count(self, statuses: list[str]) -> None:
         for status in statuses:

@@ -105,9 +105,23 @@ def finish(ctx: WorkerContext, plugin: Plugin, job: ClaimedJob, prediction: Pred
 
 def finish_batch(ctx: WorkerContext, plugin: Plugin, results: Iterable[tuple[ClaimedJob, Prediction | Exception, dict[str, Any]]],
                  batch: PreparedBatch | None = None) -> list[str]:
-    """`finish` for a whole batch with one commit: every result is written in one
-    transaction, each inside its own savepoint, so a write that fails rolls back (and then
-    fails) only its own job while the batch pays for one commit, not one per job."""
+    """`finish` for a whole batch with one commit (`decide_batch`, then `write_batch`)."""
+    return write_batch(ctx, decide_batch(ctx, plugin, results, batch))
+
+
+@dataclass
+class DecidedBatch:
+    """A batch's outcomes, ready to write: what failed already has its status."""
+
+    statuses: list[str]
+    decided: list[tuple[ClaimedJob, Prediction, JobOutcome]]
+    explained: dict[Any, Any]
+
+
+def decide_batch(ctx: WorkerContext, plugin: Plugin, results: Iterable[tuple[ClaimedJob, Prediction | Exception, dict[str, Any]]],
+                 batch: PreparedBatch | None = None) -> DecidedBatch:
+    """The plugin's decisions and the explanations. This step may run the model again
+    (heatmaps hook into it), so it runs where the model runs, never beside another batch."""
     statuses: list[str] = []
     decided: list[tuple[ClaimedJob, Prediction, JobOutcome]] = []
     for job, prediction, extras in results:
@@ -117,6 +131,14 @@ def finish_batch(ctx: WorkerContext, plugin: Plugin, results: Iterable[tuple[Cla
         else:
             decided.append((job, prediction, outcome))
     explained = explaining.explain_decided(ctx.settings, batch, decided)  # heatmaps, word weights (by job id)
+    return DecidedBatch(statuses, decided, explained)
+
+
+def write_batch(ctx: WorkerContext, batch: DecidedBatch) -> list[str]:
+    """Every result in one transaction, each inside its own savepoint, so a write that fails
+    rolls back (and then fails) only its own job while the batch pays for one commit, not
+    one per job. Only the database: it may run on another thread while the model runs."""
+    statuses, decided = list(batch.statuses), batch.decided
     written: dict[Any, bool] = {}  # by job id
     unwritable: list[tuple[ClaimedJob, Exception]] = []
     with ctx.db.session() as session:
@@ -126,7 +148,7 @@ def finish_batch(ctx: WorkerContext, plugin: Plugin, results: Iterable[tuple[Cla
                     written[job.id] = execution.complete_job(session, job, outcome)
                     if written[job.id]:  # the case's vectors, in the result's transaction (similar-case search)
                         search_tasks.store_job_vectors(session, job, prediction)
-                        explanations.store(session, job.id, explained.get(job.id))
+                        explanations.store(session, job.id, batch.explained.get(job.id))
             except Exception as exc:  # its savepoint is rolled back; the others stand
                 if database_unavailable(exc):
                     raise  # not this job's fault: the task hands its jobs back (tasks.py)

@@ -8,10 +8,12 @@ loopback against a fresh PostgreSQL database (127.0.0.1:5432), with the generic 
 default model (resnet18 + the pretrained MiniLM) trained for one epoch on its sample set.
 Prints: preprocessing and raw predictor throughput, end-to-end throughput with batching on
 and off, p50/p95/p99 latency at concurrency 1, 8 and 32, the API overhead per job at
-concurrency 1 (each POST timed alone while the worker is idle: the time the API process
-spends on a job, excluding the model; with the API's own server-side mean from /metrics),
-the worker's mean time per stage (from its /metrics), the average batch size, and the
-ratios batching-on/off and end-to-end/raw. Figures only: no thresholds are asserted.
+concurrency 1 (each POST timed alone: the time the API process spends on a job; with the
+API's own server-side mean from /metrics) twice, once with the worker running beside the
+API (it starts on the job while the API is still answering, on the same cores) and once
+with the worker stopped (the API's own time, excluding the model), the worker's mean time
+per stage (from its /metrics), the average batch size, and the ratios batching-on/off and
+end-to-end/raw. Figures only: no thresholds are asserted.
 """
 
 from __future__ import annotations
@@ -133,9 +135,11 @@ def latencies(fleet: Fleet, inputs, concurrency: int, count: int) -> list[float]
     return [seconds for _, seconds, _ in results]
 
 
-def api_overhead(fleet: Fleet, inputs, count: int) -> tuple[list[float], list[float], float]:
-    """Concurrency 1, one job at a time: the POST (no wait) is timed alone and the result
-    awaited before the next, so the worker is idle while the API works. Returns the client
+def api_overhead(fleet: Fleet, inputs, count: int, worker_running: bool = True) -> tuple[list[float], list[float], float]:
+    """Concurrency 1, one job at a time: the POST (no wait) is timed alone and, with a worker
+    running, the result awaited before the next. The worker starts on the job while the API
+    is still answering, on the same two cores; with `worker_running` False (the worker is
+    stopped) the API's own time is measured without that contention. Returns the client
     times, the service's own time per POST (its Server-Timing header: from the request's
     arrival in the app to its answer) and the route's server-side mean (/metrics)."""
     route = ("POST", "/v1/plugins/{name}/jobs")
@@ -146,10 +150,18 @@ def api_overhead(fleet: Fleet, inputs, count: int) -> tuple[list[float], list[fl
             job_id, seconds, body = submit(client, inputs[i % len(inputs)])
             times.append(seconds)
             in_app.append(body["_app_seconds"])
-            wait_done(fleet, [job_id])
+            if worker_running:
+                wait_done(fleet, [job_id])
     after = scrape(f"{fleet.url}/metrics", "twinlens_http_request_seconds", route)
     jobs = after["count"] - before["count"]
     return times, in_app, (after["sum"] - before["sum"]) / jobs if jobs else float("nan")
+
+
+def print_overhead(condition: str, times: list[float], in_app: list[float], server_mean: float) -> None:
+    print(f"API overhead per job at concurrency 1, {condition} ({len(times)} POSTs): in the service p50 "
+          f"{percentile(in_app, 50):6.1f} ms  p95 {percentile(in_app, 95):6.1f} ms (target p50 <= 10 ms; "
+          f"/metrics mean {server_mean * 1000:.1f} ms); client round trip p50 {percentile(times, 50):6.1f} ms  "
+          f"p95 {percentile(times, 95):6.1f} ms")
 
 
 def app_seconds(response: httpx.Response) -> float:
@@ -270,11 +282,10 @@ def report(root, database_url, bundle, args, inputs, raw_best, best) -> None:
                 stages = worker_stages(args.worker_metrics_port)
                 print("worker mean per job (s): " + ", ".join(f"{stage} {seconds:.4f}" for stage, seconds in stages.items())
                       + "  (predict and decide: per batch / per job as observed)")
-                times, in_app, server_mean = api_overhead(fleet, inputs, args.overhead_jobs)
-                print(f"API overhead per job at concurrency 1 ({len(times)} POSTs, no model): in the service p50 "
-                      f"{percentile(in_app, 50):6.1f} ms  p95 {percentile(in_app, 95):6.1f} ms (target p50 <= 10 ms; "
-                      f"/metrics mean {server_mean * 1000:.1f} ms); client round trip p50 {percentile(times, 50):6.1f} ms  "
-                      f"p95 {percentile(times, 95):6.1f} ms")
+                print_overhead("worker running beside it", *api_overhead(fleet, inputs, args.overhead_jobs))
+                fleet.workers["bench"].terminate()  # the jobs below stay queued: the API alone
+                fleet.workers["bench"].wait(60)
+                print_overhead("worker stopped", *api_overhead(fleet, inputs, args.overhead_jobs, worker_running=False))
         finally:
             fleet.close()
             redis.stop()

@@ -128,6 +128,7 @@ def test_ensemble_bundle_keeps_every_candidate_and_loads_through_predictor(ensem
     accuracy = np.mean([p.heads["xor"].label == s.labels["xor"] for p, s in zip(predictions, test.samples)])
     # XOR needs both inputs: only the fused network can solve it, so it must be shipped.
     assert accuracy >= 0.9, metrics["shipped_reason"]
+    assert "weighed_on_rows" not in metrics["candidates"]["network"]["notes"]  # no groups: stopped and weighed on all of validation
     only_text = predictor.predict([Sample(texts={"text": "a cat"})])[0]
     assert only_text.inputs_present == ["text"] and only_text.contributions == {"text": 1.0}
 
@@ -282,3 +283,52 @@ def test_a_regression_head_mixes_linear_and_network_members():
     network = {"area": np.array([3.0, 5.0], dtype=np.float32)}
     mixed = mix(schema, [linear, network], np.array([0.5, 0.5]), np.ones((2, 2), dtype=bool))
     assert mixed["area"].shape == (2,) and np.allclose(mixed["area"], [2.0, 4.0])
+
+
+def test_on_grouped_data_the_network_stops_on_some_validation_groups_and_is_weighed_on_the_others():
+    """Whole groups on one side only; the weighed side holds more groups; every row on one side."""
+    from twinlens.engine.recipe import MIN_GROUPS_TO_WEIGH, stopping_split
+
+    val = _grouped_texts(n_groups=24, per_group=20)
+    stop, judge = stopping_split(val, seed=0)
+    assert judge is not None
+    group_of = np.array([s.meta["group"] for s in val.samples])
+    assert sorted(np.concatenate([stop, judge])) == list(range(len(val.samples)))
+    assert not set(group_of[stop]) & set(group_of[judge])
+    assert len(set(group_of[judge])) >= max(MIN_GROUPS_TO_WEIGH, len(set(group_of[stop])))
+    assert abs(len(stop) - len(judge)) <= 0.25 * len(val.samples)
+
+
+def test_without_groups_or_with_few_rows_the_network_stops_and_is_weighed_on_every_validation_row():
+    from twinlens.engine.recipe import MIN_ROWS_PER_HALF, stopping_split
+
+    ungrouped = _grouped_texts(n_groups=24, per_group=20)
+    for sample in ungrouped.samples:
+        sample.meta = {}
+    few = _grouped_texts(n_groups=24, per_group=(2 * MIN_ROWS_PER_HALF - 1) // 24)
+    for dataset in (ungrouped, few):
+        stop, judge = stopping_split(dataset, seed=0)
+        assert judge is None and list(stop) == list(range(len(dataset.samples)))
+
+
+def test_a_grouped_run_weighs_the_network_on_validation_groups_it_did_not_stop_on(tmp_path):
+    """Through the whole recipe: the network's candidate covers only the weighed half of the
+    validation rows, and XOR (which only the network can learn) still ships."""
+    from twinlens.engine.predictor import Predictor
+    from twinlens.engine.recipe import RecipeOptions, train_auto
+
+    train = _xor(960, 3)
+    for i, sample in enumerate(train.samples):
+        sample.meta = {"group": f"g{i % 32}"}
+    result = train_auto(_XorPlugin(), train, out_dir=tmp_path / "model", options=RecipeOptions(time_limit=120, progress=False))
+    from twinlens.contract.bundle_files import read_bundle_config
+
+    network = result.metrics["candidates"]["network"]
+    notes, validation_rows = network["notes"], read_bundle_config(tmp_path / "model")["data"]["validation"]
+    assert notes["stopped_on_rows"] > 0 and notes["weighed_on_rows"] > 0, notes
+    assert notes["stopped_on_rows"] + notes["weighed_on_rows"] == validation_rows
+    assert network["selection_rows"] == notes["weighed_on_rows"]  # selection trusts only the rows it did not stop on
+    test = _xor(120, 11)
+    predictions = Predictor.from_bundle(tmp_path / "model").predict(test.samples, contributions=False)
+    accuracy = np.mean([p.heads["xor"].label == s.labels["xor"] for p, s in zip(predictions, test.samples)])
+    assert accuracy >= 0.9, result.metrics["shipped_reason"]

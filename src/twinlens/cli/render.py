@@ -59,6 +59,11 @@ def print_candidates(metrics: dict[str, Any], title: str) -> None:
                   number(shipped.get("accuracy")), number(shipped.get("macro_f1")), number(shipped.get("auroc")),
                   number(shipped.get("ece")), number(metrics.get("seconds"), 1))
     console.print(table)
+    for name, candidate in rows.items():
+        notes = candidate.get("notes", {})
+        if "weighed_on_rows" in notes:
+            console.print(Text(f"{name}: early-stopped on {notes['stopped_on_rows']} validation rows, weighed by "
+                               f"selection on the other {notes['weighed_on_rows']} (groups it did not stop on)"))
     console.print(Text(f"why: {metrics.get('shipped_reason', '')}"))
     gain = metrics.get("what_fusion_adds")
     if gain and gain.get("gain") is not None:

@@ -59,6 +59,10 @@ MIN_NETWORK_SECONDS = 20.0
 ENSEMBLE_ROUNDS = 25
 BAGS = 20  # bootstrap resamples of the selection rows for ensemble selection
 LEAD_RESAMPLES = 50  # group resamples that size one model's lead over another
+# The network early-stops on part of the validation groups and is weighed on the rest
+# when each part has this many rows and the weighed part this many groups (`stopping_split`).
+MIN_ROWS_PER_HALF = 100
+MIN_GROUPS_TO_WEIGH = 3
 CROSS_FIT_FOLDS = 4  # the validation split and three folds of the training rows
 # Cross-fitting pays where one validation split is too small to trust. On larger sets it
 # costs a fold's worth of fitting per baseline, and when one group holds most rows (one
@@ -507,22 +511,77 @@ def _native_side(view: CaseView) -> int:
 
 def network_candidate(plugin: Plugin, fit: Dataset, val: Dataset, rows: RunRows, spec: ModelSpec, config: TrainConfig,
                       device: str | None) -> Candidate:
-    """The fused network, trained once on the training rows and held out on validation."""
+    """The fused network, trained once on the training rows and held out on validation.
+
+    Where the validation rows are enough groups, the network early-stops on half of them
+    and selection weighs it only on the other half (`stopping_split`)."""
     from twinlens.engine.training import fit_network
 
     started = time.monotonic()
-    fitted = fit_network(fit, val, spec, config, device)
+    stop, judge = stopping_split(val, config.seed)
+    fitted = fit_network(fit, val if judge is None else _rows_of(val, stop), spec, config, device)
     member = NetworkMember("network", fitted.predictor(plugin))
+    outputs_on_val = _val_outputs(fitted, val, stop, judge)
     views = {}
     if len(spec.modalities) > 1:
         for modality in spec.modalities:
-            views[modality] = _report(rows.schema, fitted.val_outputs([modality]), rows.val_view)
+            views[modality] = _report(rows.schema, outputs_on_val([modality]), rows.val_view)
     notes = {"epochs": len(fitted.history), "modalities": spec.modalities, "alone": views,
              "train_rows": fitted.train_size, "train_rows_offered": len(fit.samples)}
-    candidate = rows.candidate("network", member, rows.spread(fitted.val_outputs(), rows.val), rows.covering(rows.val),
+    if judge is not None:
+        notes.update(stopped_on_rows=len(stop), weighed_on_rows=len(judge))
+    covers = rows.covering(rows.val if judge is None else rows.val[judge])
+    candidate = rows.candidate("network", member, rows.spread(outputs_on_val(None), rows.val), covers,
                                time.monotonic() - started, notes)
     candidate.fitted = fitted
     return candidate
+
+
+def stopping_split(val: Dataset, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validation rows the network early-stops on, and the rows selection weighs it on
+    (None: all of them, on both).
+
+    A network's best epoch is the one that scores best on the rows it stops on, so its
+    score there is optimistic, while a cross-fitted baseline's is not; on grouped data the
+    validation rows are a few events or patients, and that optimism is what tips selection
+    towards the network. So with enough groups the validation rows are split, by whole
+    groups, into two halves of about equal rows: the network stops on the half with fewer
+    groups (picking an epoch needs rows, not variety) and is weighed on the one with more
+    (how it does on groups it never saw is what selection has to judge)."""
+    groups = [sample.meta.get("group") for sample in val.samples]
+    every = np.arange(len(groups))
+    if sum(g is not None for g in groups) == 0 or len(groups) < 2 * MIN_ROWS_PER_HALF:
+        return every, None
+    groups = [g if g is not None else f"row-{i}" for i, g in enumerate(groups)]
+    half = grouped_validation_rows(groups, _strata(val.label_schema, val.samples), 0.5, seed)
+    halves = sorted((np.setdiff1d(every, half), half), key=lambda rows: len({groups[i] for i in rows}))
+    stop, judge = halves
+    if min(len(stop), len(judge)) < MIN_ROWS_PER_HALF or len({groups[i] for i in judge}) < MIN_GROUPS_TO_WEIGH:
+        return every, None
+    return stop, judge
+
+
+def _rows_of(dataset: Dataset, rows: np.ndarray) -> Dataset:
+    return Dataset([dataset.samples[i] for i in rows], dataset.label_schema)
+
+
+def _val_outputs(fitted: Any, val: Dataset, stop: np.ndarray, judge: np.ndarray | None):
+    """A function of the modalities to see: the network's outputs on every validation row,
+    in the validation set's order (the rows it stopped on, then the held-back half)."""
+    held = fitted.encode([val.samples[i] for i in judge]) if judge is not None else None
+
+    def outputs(modalities: list[str] | None) -> dict[str, np.ndarray]:
+        on_stop = fitted.val_outputs(modalities)
+        if held is None:
+            return on_stop
+        on_judge = fitted.outputs_on(*held, modalities)
+        joined = {}
+        for name, values in on_stop.items():
+            joined[name] = np.zeros((len(val.samples), *values.shape[1:]), dtype=values.dtype)
+            joined[name][stop], joined[name][judge] = values, on_judge[name]
+        return joined
+
+    return outputs
 
 
 # -- selection ---------------------------------------------------------------------------------------

@@ -105,10 +105,20 @@ class FittedNetwork:
 
     def val_outputs(self, modalities: list[str] | None = None) -> dict[str, np.ndarray]:
         """Calibrated validation outputs (frozen encoders' cached features reused)."""
+        return self.outputs_on(self.run.val_encoded, self.run.val_cache, modalities)
+
+    def encode(self, samples: list) -> tuple[list, Any]:
+        """Other rows, encoded once for `outputs_on` (with their frozen encoders' features)."""
+        run = self.run
+        encoded = run.pre.encode_many(samples)
+        return encoded, frozen_encoder_cache(run.model, run.pre, encoded, run.device)
+
+    def outputs_on(self, encoded: list, cache: Any, modalities: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Calibrated outputs on encoded rows (`encode`), optionally seeing only `modalities`."""
         from twinlens.engine.reporting import calibrated_outputs
 
         run = self.run
-        logits = infer_logits(run.model, run.pre, run.val_encoded, device=run.device, cache=run.val_cache,
+        logits = infer_logits(run.model, run.pre, encoded, device=run.device, cache=cache,
                               batch_size=max(64, run.config.batch_size), modalities=modalities, amp=run.config.amp)
         return {k: v.numpy() for k, v in calibrated_outputs(run.schema, logits, self.temperatures, run.stats).items()}
 

@@ -550,7 +550,7 @@ def stopping_split(val: Dataset, seed: int) -> tuple[np.ndarray, np.ndarray | No
     (how it does on groups it never saw is what selection has to judge)."""
     groups = [sample.meta.get("group") for sample in val.samples]
     every = np.arange(len(groups))
-    if sum(g is not None for g in groups) == 0 or len(groups) < 2 * MIN_ROWS_PER_HALF:
+    if all(g is None for g in groups) or len(groups) < 2 * MIN_ROWS_PER_HALF:
         return every, None
     groups = [g if g is not None else f"row-{i}" for i, g in enumerate(groups)]
     half = grouped_validation_rows(groups, _strata(val.label_schema, val.samples), 0.5, seed)
@@ -567,7 +567,8 @@ def _rows_of(dataset: Dataset, rows: np.ndarray) -> Dataset:
 
 def _val_outputs(fitted: Any, val: Dataset, stop: np.ndarray, judge: np.ndarray | None):
     """A function of the modalities to see: the network's outputs on every validation row,
-    in the validation set's order (the rows it stopped on, then the held-back half)."""
+    in the validation set's order (the rows it stopped on and the rows held back from it
+    each put back in their places)."""
     held = fitted.encode([val.samples[i] for i in judge]) if judge is not None else None
 
     def outputs(modalities: list[str] | None) -> dict[str, np.ndarray]:

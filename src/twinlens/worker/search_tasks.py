@@ -154,6 +154,8 @@ def _train_space(ctx: WorkerContext, job: alignment.AlignJob, plugin_name: str) 
 
     plugin = get_plugin(plugin_name)
     dataset = plugin.read_dataset(job.data_path)
-    predictor = ctx.models.get(job.model_id, job.bundle_path, job.version)
     options = AlignOptions(dim=job.dim, epochs=job.epochs, text_field=job.text_field)
-    return align_model(job.bundle_path, dataset.samples, job.output_dir, options, predictor=predictor)
+    # Its own copy of the model, not the worker's cached one: prediction batches run that one
+    # on another thread meanwhile, and a transformers text encoder is not safe to run from
+    # two threads at once (a CI run failed on a batch-size mismatch inside BERT's embeddings).
+    return align_model(job.bundle_path, dataset.samples, job.output_dir, options)

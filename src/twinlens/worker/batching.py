@@ -20,8 +20,8 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable
 
 from twinlens.contract.registry import get_plugin
 from twinlens.services import execution
@@ -29,6 +29,7 @@ from twinlens.services.execution import ClaimedJob
 from twinlens.worker import learning, pipeline
 from twinlens.worker.context import WorkerContext
 from twinlens.worker.heartbeat import HELD
+from twinlens.worker.model_cache import model_turn
 from twinlens.worker.pipeline import PreparedBatch
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,8 @@ class BatchRunner:
     def _run_model(self, batch: PreparedBatch) -> pipeline.DecidedBatch:
         """The model's part of a batch (predictions, decisions, explanations), on this thread."""
         self.counts["batches"] += 1 if batch.ready else 0
-        return pipeline.decide_batch(self.ctx, batch.plugin, pipeline.predict_batch(batch), batch)
+        with model_turn(batch.predictor):  # predictions and explanations, with no other thread's call between
+            return pipeline.decide_batch(self.ctx, batch.plugin, pipeline.predict_batch(batch), batch)
 
     def _write(self, batch: PreparedBatch, decided: pipeline.DecidedBatch) -> list[str]:
         # One commit for the batch's results (each in its own savepoint), not one per job.

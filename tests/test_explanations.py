@@ -197,3 +197,47 @@ def test_an_ensemble_without_a_network_is_explained_by_its_tfidf_coefficients():
         spans = explanation.heads["animal"].words["text"]
         top_is_label += max(spans, key=lambda span: span.weight).text == sample.labels["animal"]
     assert top_is_label >= 9
+
+
+def test_a_cached_model_explains_on_one_thread_while_another_predicts(trained):
+    """The worker's threads share one loaded model. Integrated gradients hook the text
+    encoder's embedding layer, so another thread's forward pass in between met the hook
+    (with the bare predictor this loop fails inside captum: its baselines and inputs no
+    longer have the same batch). The cache's SharedModel makes the calls take turns."""
+    import threading
+
+    from twinlens.worker.model_cache import SharedModel, model_turn
+
+    shared = SharedModel(Predictor.from_bundle(trained / "cnn"))
+    encoded = [shared.preprocess(sample) for sample in evidence_samples(8, 7)]
+    expected = [p.heads["animal"].probabilities for p in shared.inner.predict_encoded(encoded, contributions=False)]
+    explainer = Explainer(shared, ig_steps=8)
+    failures: list[str] = []
+    batches = 0
+    done = threading.Event()
+
+    def predicting() -> None:
+        nonlocal batches
+        while not done.is_set():
+            try:
+                got = [p.heads["animal"].probabilities for p in shared.predict_encoded(encoded, contributions=False)]
+            except Exception as exc:  # noqa: BLE001 - the failure is what the test reports
+                failures.append(f"predict: {exc!r}")
+                continue
+            batches += 1
+            if any(abs(g[label] - e[label]) > 1e-5 for g, e in zip(got, expected) for label in e):
+                failures.append("predict: another thread's explanation changed this batch's probabilities")
+
+    other = threading.Thread(target=predicting)
+    other.start()
+    try:
+        for _ in range(3):
+            for item in encoded:
+                with model_turn(shared):  # as a prediction batch holds it: predictions, then explanations
+                    explanation = explainer.explain(item, shared.predict_encoded([item])[0])
+                assert explanation.heads["animal"].words["text"], "the explanation weighs the words"
+    finally:
+        done.set()
+        other.join()
+    assert failures == []
+    assert batches > 0, "the other thread predicted meanwhile"

@@ -98,17 +98,6 @@ def _predict_one(predictor: Any, encoded: Any) -> Any:
         return exc
 
 
-def finish(ctx: WorkerContext, plugin: Plugin, job: ClaimedJob, prediction: Prediction | Exception, extras: dict[str, Any]) -> str:
-    """Decide and write one job's result (`finish_batch` of one)."""
-    return finish_batch(ctx, plugin, [(job, prediction, extras)])[0]
-
-
-def finish_batch(ctx: WorkerContext, plugin: Plugin, results: Iterable[tuple[ClaimedJob, Prediction | Exception, dict[str, Any]]],
-                 batch: PreparedBatch | None = None) -> list[str]:
-    """`finish` for a whole batch with one commit (`decide_batch`, then `write_batch`)."""
-    return write_batch(ctx, decide_batch(ctx, plugin, results, batch))
-
-
 @dataclass
 class DecidedBatch:
     """A batch's outcomes, ready to write: what failed already has its status."""
